@@ -1,0 +1,442 @@
+"""Map device clocks (pods, GNSS receivers) onto the host monotonic clock, online.
+
+Every packet gives one observation: the device timestamp ``d`` and the host receive time ``h``.
+With ``x = d`` and ``y = h - d`` (both in ns)::
+
+    y = offset + drift * x + delay,      delay >= 0
+
+Transport delay is always positive and only its *minimum* is stable, so a least-squares line
+through all observations would sit in the middle of the delay distribution and wander with it.
+The mapping instead follows the **lower envelope**:
+
+1. observations are reduced to the minimum ``y`` in each window of ``window_s`` of device time
+   (bounded memory: the last ``max_windows`` windows are kept);
+2. the line is the solution of the linear programme "lie below every window minimum while
+   staying as close to them as possible on average" (minimise the mean gap). Its solution is an
+   edge of the lower convex hull of the minima, found in O(windows) by evaluating the hull's
+   edge slopes; the slope is bounded by ``max_drift_ppm`` so a short history cannot produce an
+   absurd drift.
+
+The mapped time is therefore the host time a sample would have reached the host with the
+smallest delay seen, minus ``latency_ns`` (a known constant transport latency, 0 by default).
+A constant minimum delay shared by all devices does not affect their mutual alignment.
+
+A new boot id means the device clock restarted: the fit starts over (the previous boot's fit is
+kept for late packets of that boot). Device timestamps narrower than 64 bits are unwrapped
+(``wrap_bits``). A clock that jumps backwards within one boot is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from fusion_edge.errors import CalibrationError
+
+__all__ = [
+    "ClockConfig",
+    "ClockEstimate",
+    "ClockMapper",
+    "ClockAlignment",
+    "ClockObservation",
+    "utc_to_us",
+    "read_clock_csv",
+    "fit_clock_observations",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # noqa: UP017 (py3.10)
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    """How device clocks are mapped.
+
+    Attributes:
+        window_s: Device-time window over which the minimum delay is kept, s.
+        max_windows: Windows kept (memory bound; the fit spans ``window_s * max_windows``).
+        max_drift_ppm: Largest drift the fit may report; crystals are within ~100 ppm.
+        wrap_bits: Width of the device timestamp; ``None`` for 64-bit (never wraps).
+        max_backstep_us: Largest backwards step accepted as reordering, microseconds.
+        latency_ns: Known constant transport latency subtracted from the mapped time, ns.
+        keep_boots: Previous boots whose fits are kept for late packets.
+    """
+
+    window_s: float = 1.0
+    max_windows: int = 300
+    max_drift_ppm: float = 200.0
+    wrap_bits: int | None = None
+    max_backstep_us: int = 1_000_000
+    latency_ns: int = 0
+    keep_boots: int = 2
+
+    def __post_init__(self) -> None:
+        if self.window_s <= 0 or self.max_windows < 2:
+            raise ValueError("ClockConfig needs window_s > 0 and max_windows >= 2")
+        if self.wrap_bits is not None and not 16 <= self.wrap_bits <= 64:
+            raise ValueError("ClockConfig.wrap_bits must be between 16 and 64, or None")
+
+
+@dataclass(frozen=True)
+class ClockObservation:
+    """One packet: which device, its boot, its timestamp and when the host received it."""
+
+    device: str
+    boot_id: int
+    device_time_us: int
+    host_time_ns: int
+
+
+@dataclass(frozen=True)
+class ClockEstimate:
+    """The current mapping of one device's clock.
+
+    ``host_ns = device_us * 1000 + intercept_ns + drift * (device_us * 1000 - ref_ns)``.
+
+    Attributes:
+        device: Device name.
+        boot_id: Boot the mapping belongs to.
+        ref_ns: Device time (ns) the intercept refers to.
+        intercept_ns: ``host - device`` at ``ref_ns``, ns (offset plus the minimum delay).
+        drift_ppm: How much faster the host clock runs than the device clock, ppm.
+        observations: Packets seen in this boot.
+        windows: Window minima the fit used.
+        span_s: Device time covered by those windows, s.
+        spread_ns: Median gap between the window minima and the fitted envelope, ns: a
+            conservative figure for how far the envelope may sit above the true minimum delay.
+    """
+
+    device: str
+    boot_id: int
+    ref_ns: int
+    intercept_ns: float
+    drift_ppm: float
+    observations: int
+    windows: int
+    span_s: float
+    spread_ns: float
+
+    @property
+    def offset_ns(self) -> int:
+        """Host time (ns) at device time zero of this boot."""
+        return int(round(self.intercept_ns - self.drift_ppm * 1e-6 * self.ref_ns))
+
+    def host_ns(self, device_ns: int, latency_ns: int = 0) -> int:
+        """Map a device time in ns (already unwrapped) to host ns."""
+        corr = self.intercept_ns + self.drift_ppm * 1e-6 * (device_ns - self.ref_ns)
+        return int(device_ns + round(corr)) - latency_ns
+
+
+def utc_to_us(utc: datetime) -> int:
+    """Microseconds since the Unix epoch of an aware UTC datetime (a GNSS fix time)."""
+    if utc.tzinfo is None:
+        raise CalibrationError(
+            f"GNSS time {utc.isoformat()} has no time zone; pass it as an aware UTC datetime"
+        )
+    delta = utc - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _lower_hull(x: np.ndarray, y: np.ndarray) -> list[int]:
+    hull: list[int] = []
+    for i in range(x.shape[0]):
+        while len(hull) >= 2:
+            o, a = hull[-2], hull[-1]
+            cross = (x[a] - x[o]) * (y[i] - y[o]) - (y[a] - y[o]) * (x[i] - x[o])
+            if cross > 0:
+                break
+            hull.pop()
+        hull.append(i)
+    return hull
+
+
+def envelope_line(x: np.ndarray, y: np.ndarray, max_slope: float) -> tuple[float, float]:
+    """``(intercept at mean x, slope)`` of the lowest-mean-gap line below all points.
+
+    Args:
+        x: Sorted, distinct abscissae (window times, relative), float.
+        y: Window minima.
+        max_slope: Bound on ``|slope|``.
+    """
+    xm = float(x.mean())
+    if x.shape[0] == 1:
+        return float(y[0]), 0.0
+    hull = _lower_hull(x, y)
+    hx, hy = x[hull], y[hull]
+    candidates = [-max_slope, max_slope, 0.0]
+    if len(hull) >= 2:
+        slopes = np.diff(hy) / np.diff(hx)
+        candidates += [float(s) for s in slopes if -max_slope <= s <= max_slope]
+    best_slope, best_value = 0.0, -np.inf
+    for b in candidates:
+        # The highest line of slope b below all points touches the hull; maximise its height at
+        # the mean abscissa (equivalent to minimising the mean gap).
+        value = float(np.min(hy - b * (hx - xm)))
+        if value > best_value + 1e-9 or (
+            abs(value - best_value) <= 1e-9 and abs(b) < abs(best_slope)
+        ):
+            best_slope, best_value = b, value
+    return best_value, best_slope
+
+
+class _BootFit:
+    """Windowed minima of one boot of one device."""
+
+    def __init__(self, device: str, boot_id: int, cfg: ClockConfig, first_ns: int) -> None:
+        self.device = device
+        self.boot_id = boot_id
+        self.cfg = cfg
+        self.window_ns = int(cfg.window_s * 1e9)
+        self.minima: OrderedDict[int, tuple[int, int]] = OrderedDict()  # window -> (x_ns, y_ns)
+        self.count = 0
+        self.last_ns = first_ns
+        self._estimate: ClockEstimate | None = None
+
+    def add(self, device_ns: int, host_ns: int) -> None:
+        self.count += 1
+        self.last_ns = max(self.last_ns, device_ns)
+        w = device_ns // self.window_ns
+        y = host_ns - device_ns
+        current = self.minima.get(w)
+        if current is None:
+            if self.minima and w < next(iter(self.minima)):
+                return  # older than anything kept: no longer part of the fit
+            self.minima[w] = (device_ns, y)
+            if len(self.minima) > 1 and w < next(reversed(self.minima)):
+                self.minima = OrderedDict(sorted(self.minima.items()))
+            while len(self.minima) > self.cfg.max_windows:
+                self.minima.popitem(last=False)
+            self._estimate = None
+        elif y < current[1]:
+            self.minima[w] = (device_ns, y)
+            self._estimate = None
+
+    def estimate(self) -> ClockEstimate:
+        if self._estimate is not None:
+            return self._estimate
+        pts = list(self.minima.values())
+        xs = np.array([p[0] for p in pts], dtype=np.int64)
+        ref = int(xs[0])
+        x = (xs - ref).astype(np.float64)
+        y = np.array([p[1] for p in pts], dtype=np.float64)
+        intercept, slope = envelope_line(x, y, self.cfg.max_drift_ppm * 1e-6)
+        xm = float(x.mean())
+        gaps = y - (intercept + slope * (x - xm))
+        self._estimate = ClockEstimate(
+            device=self.device,
+            boot_id=self.boot_id,
+            ref_ns=ref + int(round(xm)),
+            intercept_ns=intercept,
+            drift_ppm=slope * 1e6,
+            observations=self.count,
+            windows=len(pts),
+            span_s=float(x[-1] - x[0]) / 1e9,
+            spread_ns=float(np.median(gaps)),
+        )
+        return self._estimate
+
+
+class ClockMapper:
+    """Online mapping of one device's clock onto the host clock.
+
+    Args:
+        device: Device name (pod id or receiver port), for messages.
+        config: Mapping options.
+
+    Feed every packet with :meth:`observe`; map sample times with :meth:`to_host_ns`.
+    """
+
+    def __init__(self, device: str, config: ClockConfig | None = None) -> None:
+        self.device = device
+        self.config = config or ClockConfig()
+        self._fit: _BootFit | None = None
+        self._previous: OrderedDict[int, _BootFit] = OrderedDict()
+
+    @property
+    def boot_id(self) -> int | None:
+        """The current boot id, or ``None`` before the first observation."""
+        return None if self._fit is None else self._fit.boot_id
+
+    def _unwrap(self, raw_us: int, near_ns: int) -> int:
+        bits = self.config.wrap_bits
+        if bits is None or bits >= 64:
+            return int(raw_us) * 1000
+        m = 1 << bits
+        near_us = near_ns // 1000
+        delta = (int(raw_us) - near_us) % m
+        if delta >= m // 2:
+            delta -= m
+        return (near_us + delta) * 1000
+
+    def observe(self, device_time_us: int, host_time_ns: int, boot_id: int = 0) -> None:
+        """Add one packet: its device timestamp and the host time it arrived.
+
+        Raises:
+            CalibrationError: The device clock went backwards within one boot.
+        """
+        if self._fit is None or boot_id != self._fit.boot_id:
+            if boot_id in self._previous:
+                old = self._previous[boot_id]
+                old.add(self._unwrap(device_time_us, old.last_ns), int(host_time_ns))
+                return
+            if self._fit is not None:
+                self._previous[self._fit.boot_id] = self._fit
+                while len(self._previous) > self.config.keep_boots:
+                    self._previous.popitem(last=False)
+            first = int(device_time_us) * 1000
+            self._fit = _BootFit(self.device, boot_id, self.config, first)
+        fit = self._fit
+        device_ns = self._unwrap(device_time_us, fit.last_ns)
+        if device_ns < fit.last_ns - self.config.max_backstep_us * 1000:
+            raise CalibrationError(
+                f"the clock of {self.device} went back by {(fit.last_ns - device_ns) / 1e9:.3f} s "
+                f"within boot {boot_id}: a device clock may only restart with a new boot id. "
+                "Check the firmware's boot id handling (or set wrap_bits if its timestamp wraps)"
+            )
+        fit.add(device_ns, int(host_time_ns))
+
+    def estimate(self, boot_id: int | None = None) -> ClockEstimate:
+        """The current mapping (of ``boot_id``, default the current boot).
+
+        Raises:
+            CalibrationError: No observation yet, or an unknown boot.
+        """
+        return self._fit_for(boot_id).estimate()
+
+    def _fit_for(self, boot_id: int | None) -> _BootFit:
+        if self._fit is None:
+            raise CalibrationError(
+                f"no packet from {self.device} has been seen yet, so its clock cannot be mapped; "
+                "start streaming before mapping its sample times"
+            )
+        if boot_id is None or boot_id == self._fit.boot_id:
+            return self._fit
+        if boot_id in self._previous:
+            return self._previous[boot_id]
+        raise CalibrationError(
+            f"{self.device} boot {boot_id} is not known (current boot {self._fit.boot_id}); "
+            "samples from an old boot can only be mapped while its fit is kept"
+        )
+
+    def to_host_ns(self, device_time_us: int, boot_id: int | None = None) -> int:
+        """Host monotonic time (integer ns) of a device timestamp (microseconds)."""
+        fit = self._fit_for(boot_id)
+        device_ns = self._unwrap(device_time_us, fit.last_ns)
+        return fit.estimate().host_ns(device_ns, self.config.latency_ns)
+
+
+class ClockAlignment:
+    """One :class:`ClockMapper` per device (pods and GNSS receivers), created on first sight."""
+
+    def __init__(self, config: ClockConfig | None = None) -> None:
+        self.config = config or ClockConfig()
+        self._mappers: dict[Hashable, ClockMapper] = {}
+
+    def __contains__(self, device: Hashable) -> bool:
+        return device in self._mappers
+
+    @property
+    def devices(self) -> tuple[Hashable, ...]:
+        """Devices seen so far."""
+        return tuple(self._mappers)
+
+    def mapper(self, device: Hashable) -> ClockMapper:
+        """The mapper of ``device`` (created if new)."""
+        if device not in self._mappers:
+            self._mappers[device] = ClockMapper(str(device), self.config)
+        return self._mappers[device]
+
+    def observe(
+        self, device: Hashable, device_time_us: int, host_time_ns: int, boot_id: int = 0
+    ) -> None:
+        """Add one packet of ``device``."""
+        self.mapper(device).observe(device_time_us, host_time_ns, boot_id)
+
+    def observe_utc(self, receiver: Hashable, utc: datetime, host_time_ns: int) -> None:
+        """Add one GNSS fix: its UTC time and the host time its sentence arrived."""
+        self.mapper(receiver).observe(utc_to_us(utc), host_time_ns, 0)
+
+    def to_host_ns(self, device: Hashable, device_time_us: int, boot_id: int | None = None) -> int:
+        """Host time (ns) of a device timestamp.
+
+        Raises:
+            CalibrationError: The device has not been seen.
+        """
+        if device not in self._mappers:
+            raise CalibrationError(
+                f"no packet from {device} has been seen yet, so its clock cannot be mapped; "
+                "start streaming before mapping its sample times"
+            )
+        return self._mappers[device].to_host_ns(device_time_us, boot_id)
+
+    def estimates(self) -> list[ClockEstimate]:
+        """The current mapping of every device."""
+        return [m.estimate() for m in self._mappers.values() if m.boot_id is not None]
+
+    def alignment_error_ns(self) -> float:
+        """Estimated worst misalignment between two devices, ns.
+
+        Each envelope sits at most about its ``spread_ns`` above the true minimum delay and
+        never far below it, so two devices disagree by up to the largest spread.
+        """
+        spreads = [e.spread_ns for e in self.estimates()]
+        return float(max(spreads)) if spreads else float("nan")
+
+
+def read_clock_csv(path: str | Path) -> list[ClockObservation]:
+    """Read observations from a CSV with columns ``device,boot_id,device_time_us,host_time_ns``.
+
+    Raises:
+        CalibrationError: Missing file or columns, or values that are not integers.
+    """
+    path = Path(path)
+    wanted = ("device", "boot_id", "device_time_us", "host_time_ns")
+    if not path.is_file():
+        raise CalibrationError(
+            f"clock recording {path} does not exist; give a CSV with columns {','.join(wanted)}"
+        )
+    out: list[ClockObservation] = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        names = [n.strip() for n in (reader.fieldnames or [])]
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise CalibrationError(
+                f"{path}: the header lacks column(s) {', '.join(missing)}; the header must be "
+                f"{','.join(wanted)}"
+            )
+        for line_no, row in enumerate(reader, start=2):
+            row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+            try:
+                obs = ClockObservation(
+                    device=row["device"],
+                    boot_id=int(row["boot_id"]),
+                    device_time_us=int(row["device_time_us"]),
+                    host_time_ns=int(row["host_time_ns"]),
+                )
+            except ValueError:
+                raise CalibrationError(
+                    f"{path}: line {line_no} is not device,<int>,<int>,<int> ({row}); fix or "
+                    "drop that row"
+                ) from None
+            if not obs.device:
+                raise CalibrationError(f"{path}: line {line_no} has no device name; fix that row")
+            out.append(obs)
+    if not out:
+        raise CalibrationError(f"{path}: no observations; record some packets first")
+    return out
+
+
+def fit_clock_observations(
+    observations: Iterable[ClockObservation], config: ClockConfig | None = None
+) -> ClockAlignment:
+    """Run recorded observations through a :class:`ClockAlignment` (the offline report)."""
+    alignment = ClockAlignment(config)
+    for obs in observations:
+        alignment.observe(obs.device, obs.device_time_us, obs.host_time_ns, obs.boot_id)
+    return alignment

@@ -1,0 +1,118 @@
+"""Run the guided calibration on a live pod over BLE.
+
+The transport (:mod:`fusion_edge.firmware_bridge.ble`) is imported only here, when a live
+calibration starts, so the rest of the calibration package stays importable on a machine without
+bleak. Sample blocks are turned into the ``(t, samples)`` chunks that
+:class:`~fusion_edge.calibration.guided.GuidedImuCalibration` takes; the pod's own clock is the
+time base (the procedure only needs durations, not host time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from fusion_edge.calibration.guided import GuidedImuCalibration, Prompt
+from fusion_edge.errors import CalibrationError, TransportError
+
+__all__ = ["block_columns", "run_guided_over_ble"]
+
+_ACCEL_GYRO = ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z")
+_MAG = ("mag_x", "mag_y", "mag_z")
+
+
+def block_columns(channel_names: tuple[str, ...], with_magnetometer: bool) -> list[int]:
+    """Indices that reorder a block's channels to ``ax ay az gx gy gz [mx my mz]``.
+
+    Raises:
+        CalibrationError: The pod does not stream the channels the calibration needs.
+    """
+    wanted = _ACCEL_GYRO + (_MAG if with_magnetometer else ())
+    missing = [c for c in wanted if c not in channel_names]
+    if missing:
+        raise CalibrationError(
+            f"the pod streams {', '.join(channel_names)} but the calibration needs "
+            f"{', '.join(missing)} as well; enable those sensors on the pod"
+        )
+    return [channel_names.index(c) for c in wanted]
+
+
+def _default_transport(address: str) -> Any:
+    try:
+        from fusion_edge.firmware_bridge.ble import BleTransport
+    except ImportError as exc:
+        raise TransportError(
+            "live calibration needs the BLE transport (fusion_edge.firmware_bridge.ble), which "
+            f"is not available in this installation ({exc}); install 'fusion-edge[edge]', or "
+            "record the procedure to a CSV (t,ax,ay,az,gx,gy,gz[,mx,my,mz]) and run "
+            "'fusion-edge calibrate imu --recording FILE.csv'"
+        ) from None
+    return BleTransport([address])
+
+
+def run_guided_over_ble(
+    guided: GuidedImuCalibration,
+    address: str,
+    on_prompt: Callable[[Prompt], None],
+    *,
+    timeout_s: float = 600.0,
+    transport_factory: Callable[[str], Any] | None = None,
+) -> None:
+    """Stream one pod into ``guided`` until it is done, showing prompts as they come.
+
+    Args:
+        guided: The procedure to drive.
+        address: The pod's BLE address.
+        on_prompt: Called with every prompt (print it).
+        timeout_s: Give up after this long, seconds.
+        transport_factory: Builds the transport for ``address`` (an async context manager with
+            a ``blocks`` queue of sample blocks); the BLE transport when ``None``.
+
+    Raises:
+        TransportError: The BLE transport is not available or fails.
+        CalibrationError: The pod rebooted, lacks sensors, the stream stalls, or the procedure
+            is refused.
+    """
+    factory = transport_factory or _default_transport
+    transport = factory(address)
+
+    async def _run() -> None:
+        async with transport as link:
+            for prompt in guided.start():
+                on_prompt(prompt)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            columns: list[int] | None = None
+            boot: int | None = None
+            while not guided.done:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise CalibrationError(
+                        f"the guided calibration of {address} did not finish within "
+                        f"{timeout_s:.0f} s; start again and follow the prompts"
+                    )
+                try:
+                    block = await asyncio.wait_for(link.blocks.get(), timeout=min(remaining, 5.0))
+                except asyncio.TimeoutError:
+                    raise CalibrationError(
+                        f"no samples from {address} for 5 s; check that the pod is on and in "
+                        "range, then start again"
+                    ) from None
+                if boot is None:
+                    boot = block.boot_id
+                elif block.boot_id != boot:
+                    raise CalibrationError(
+                        f"pod {address} rebooted during the calibration; check its battery and "
+                        "start again"
+                    )
+                if columns is None:
+                    columns = block_columns(tuple(block.channel_names), guided.with_magnetometer)
+                t = np.asarray(block.sample_times_us(), dtype=np.float64) / 1e6
+                samples = np.asarray(block.samples, dtype=np.float64)[:, columns]
+                for prompt in guided.feed(t, samples):
+                    on_prompt(prompt)
+
+    asyncio.run(_run())

@@ -1,0 +1,205 @@
+"""`fusion-edge calibrate ...`: IMU calibration and clock-alignment reports.
+
+The root app registers this group with ``app.add_typer(calibrate_app, name="calibrate")``.
+Each command parses its options, calls one library function and prints the result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from fusion_edge.calibration.accelerometer import misalignment_angles, scale_factors
+from fusion_edge.calibration.clock import fit_clock_observations, read_clock_csv
+from fusion_edge.calibration.guided import GuidedImuCalibration, Prompt, PromptKind
+from fusion_edge.calibration.imu import ImuCalibration, calibration_path, save_calibration
+from fusion_edge.calibration.imu_fit import ImuCalibrationConfig, calibrate_imu
+from fusion_edge.calibration.live import run_guided_over_ble
+from fusion_edge.calibration.recording import read_imu_csv
+from fusion_edge.cli.common import cli_errors, console
+from fusion_edge.errors import CalibrationError
+
+calibrate_app = typer.Typer(
+    help="Calibrate pods: IMU bias/scale/misalignment/iron, and device-clock alignment.",
+    no_args_is_help=True,
+)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x, digits) for x in v)
+    return str(v)
+
+
+def _vec(a: np.ndarray, digits: int = 4) -> str:
+    return "[" + ", ".join(f"{x:+.{digits}f}" for x in np.asarray(a).ravel()) + "]"
+
+
+def _print_calibration(cal: ImuCalibration, path: Path) -> None:
+    q = cal.quality
+    table = Table(title=f"IMU calibration of pod {cal.pod_id}", show_lines=False)
+    table.add_column("sensor")
+    table.add_column("parameter")
+    table.add_column("value")
+    accel_q = q.get("accel", {})
+    table.add_row("accel", "method", _fmt(accel_q.get("method")))
+    table.add_row("", "bias (m/s^2)", _vec(cal.accel_bias))
+    table.add_row("", "scale", _vec(scale_factors(cal.accel_matrix), 5))
+    table.add_row("", "misalignment xy, xz, yz (rad)", _vec(misalignment_angles(cal.accel_matrix)))
+    table.add_row("", "poses / faces", f"{accel_q.get('poses')} / {_fmt(accel_q.get('faces'))}")
+    table.add_row(
+        "", "coverage / spread", f"{_fmt(accel_q.get('coverage'))} / {_fmt(accel_q.get('spread'))}"
+    )
+    table.add_row("", "residual RMS (m/s^2)", _fmt(accel_q.get("residual_rms_ms2")))
+    if accel_q.get("max_pose_tilt_deg") is not None:
+        table.add_row("", "worst pose tilt (deg)", _fmt(accel_q.get("max_pose_tilt_deg")))
+    gyro_q = q.get("gyro", {})
+    table.add_row("gyro", "bias (rad/s)", _vec(cal.gyro_bias, 5))
+    table.add_row(
+        "",
+        "still time (s) / periods",
+        f"{_fmt(gyro_q.get('still_s'))} / {gyro_q.get('still_periods')}",
+    )
+    table.add_row("", "bias spread (rad/s)", _fmt(gyro_q.get("bias_spread_rad_s")))
+    if cal.mag_hard_iron is not None:
+        mag_q = q.get("mag", {})
+        table.add_row("mag", "hard iron (uT)", _vec(cal.mag_hard_iron, 2))
+        table.add_row("", "soft iron", _vec(np.asarray(cal.mag_soft_iron), 4))
+        table.add_row(
+            "",
+            f"field (uT, {mag_q.get('field_strength_source')})",
+            _fmt(mag_q.get("field_strength_ut")),
+        )
+        table.add_row("", "coverage", _fmt(mag_q.get("coverage")))
+        table.add_row("", "residual RMS (uT)", _fmt(mag_q.get("residual_rms_ut")))
+    else:
+        table.add_row("mag", "-", "not calibrated")
+    console.print(table)
+    console.print(f"wrote [bold]{path}[/]")
+
+
+def _print_prompt(prompt: Prompt) -> None:
+    style = {
+        PromptKind.MOVED: "yellow",
+        PromptKind.WRONG_FACE: "yellow",
+        PromptKind.CAPTURED: "green",
+        PromptKind.DONE: "bold",
+    }.get(prompt.kind, "")
+    text = f"[{prompt.step}/{prompt.total}] {prompt.text}"
+    console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
+
+
+@calibrate_app.command("imu")
+def imu(
+    recording: Annotated[
+        Path | None,
+        typer.Option(
+            "--recording",
+            help="CSV with columns t,ax,ay,az,gx,gy,gz[,mx,my,mz] (s, m/s^2, rad/s, uT).",
+        ),
+    ] = None,
+    pod: Annotated[
+        str | None,
+        typer.Option("--pod", help="Calibrate this pod live over BLE, with guided steps."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Calibration JSON to write (default: <pod-id>.imu-calibration.json)."
+        ),
+    ] = None,
+    pod_id: Annotated[
+        str | None,
+        typer.Option(
+            "--pod-id", help="Pod id stored in the file (default: --pod, or the CSV's name)."
+        ),
+    ] = None,
+    mag: Annotated[
+        bool | None,
+        typer.Option(
+            "--mag/--no-mag", help="Calibrate the magnetometer (default: when it has data)."
+        ),
+    ] = None,
+    field_strength: Annotated[
+        float | None,
+        typer.Option(
+            "--field-ut", help="Local magnetic field strength in uT (default: estimated)."
+        ),
+    ] = None,
+    hold: Annotated[
+        float, typer.Option("--hold", help="Live mode: seconds to hold each pose.")
+    ] = 2.0,
+) -> None:
+    """Calibrate a pod's IMU from a recording, or live with guided steps."""
+    with cli_errors():
+        config = ImuCalibrationConfig(use_magnetometer=mag, field_strength_ut=field_strength)
+        if recording is not None and pod is None:
+            rec = read_imu_csv(recording)
+            ident = pod_id or recording.stem
+            cal = calibrate_imu(rec, ident, config)
+        elif pod is not None and recording is None:
+            ident = pod_id or pod
+            guided = GuidedImuCalibration(
+                ident, with_magnetometer=bool(mag), hold_s=hold, config=config
+            )
+            run_guided_over_ble(guided, pod, _print_prompt)
+            cal = guided.result()
+        else:
+            raise CalibrationError(
+                "give either --recording FILE.csv (a recorded procedure) or --pod ID (live, "
+                "guided), not both and not neither"
+            )
+        path = save_calibration(cal, out if out is not None else calibration_path(".", ident))
+        _print_calibration(cal, path)
+
+
+@calibrate_app.command("clock")
+def clock(
+    recording: Annotated[
+        Path,
+        typer.Option(
+            "--recording", help="CSV with columns device,boot_id,device_time_us,host_time_ns."
+        ),
+    ],
+) -> None:
+    """Report each device's clock offset and drift against the host clock.
+
+    Only recordings for now: a live variant (reading the kit's streams) will follow.
+    """
+    with cli_errors():
+        alignment = fit_clock_observations(read_clock_csv(recording))
+        table = Table(title=f"Clock alignment ({recording.name})")
+        for col in (
+            "device",
+            "boot",
+            "packets",
+            "span (s)",
+            "offset (ns)",
+            "drift (ppm)",
+            "spread (ms)",
+        ):
+            table.add_column(col, justify="left" if col == "device" else "right")
+        for est in alignment.estimates():
+            table.add_row(
+                est.device,
+                str(est.boot_id),
+                str(est.observations),
+                f"{est.span_s:.1f}",
+                str(est.offset_ns),
+                f"{est.drift_ppm:+.2f}",
+                f"{est.spread_ns / 1e6:.3f}",
+            )
+        console.print(table)
+        console.print(
+            f"estimated cross-device alignment error: "
+            f"{alignment.alignment_error_ns() / 1e6:.3f} ms (offset includes the smallest "
+            "transport delay seen)"
+        )

@@ -1,0 +1,178 @@
+"""Analyst commands: scenarios, simulate, train, evaluate, ablation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from fusion_edge.cli.app import app
+from fusion_edge.cli.common import cli_errors, console
+
+
+@app.command()
+def scenarios(
+    scenario_file: Path = typer.Option(None, "--scenario-file", help="Your own scenarios (TOML, same schema)."),
+    actions: bool = typer.Option(False, "--actions", help="List the action and tactic names instead."),
+) -> None:
+    """List the sport-scenario catalogue."""
+    from fusion_edge.scenarios import ACTIONS, TACTICS, load_catalogue
+
+    with cli_errors():
+        if actions:
+            console.print("[bold]actions:[/] " + ", ".join(ACTIONS))
+            console.print("[bold]tactics:[/] " + ", ".join(TACTICS))
+            return
+        table = Table(title="Sport scenarios")
+        for col in ("name", "sport", "players", "duration", "pitch (m)", "intensity"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("description", ratio=1)
+        for s in load_catalogue(scenario_file).values():
+            table.add_row(
+                s.name, s.sport, f"{s.teams} x {s.players}", f"{s.duration_s:.0f} s",
+                f"{s.pitch_m[0]:.0f} x {s.pitch_m[1]:.0f}", f"{s.intensity:.2f}", s.description,
+            )
+        console.print(table)
+
+
+@app.command()
+def simulate(
+    scenario: list[str] = typer.Option(["5v5"], "--scenario", "-s", help="Scenario name; repeat for several."),
+    out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write."),
+    minutes: float = typer.Option(None, "--minutes", help="Session length (default: the scenario's)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
+    sessions: int = typer.Option(1, "--sessions", help="Sessions per scenario (new players each)."),
+    scenario_file: Path = typer.Option(None, "--scenario-file", help="Extra scenarios (TOML)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+) -> None:
+    """Simulate sessions of sport scenarios and write them as a dataset."""
+    from fusion_edge.scenarios import get_scenario
+    from fusion_edge.toolkit.scenario_dataset import simulate_dataset
+
+    with cli_errors():
+        scns = [get_scenario(name, scenario_file) for name in scenario]
+        summary = simulate_dataset(
+            scns, out, seed=seed, duration_s=None if minutes is None else minutes * 60.0,
+            sessions=sessions, overwrite=overwrite, progress=lambda m: console.print(f"  {m}"),
+        )
+    console.print(
+        f"wrote {summary['windows']} windows from {summary['players']} players "
+        f"({summary['sessions']} sessions) to [bold]{out}[/]"
+    )
+
+
+@app.command()
+def train(
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset folder (dataset.json + shards)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    epochs: int = typer.Option(40, "--epochs", help="Most epochs (early stopping may end sooner)."),
+    size: str = typer.Option("edge", "--size", help="Model size: edge or paper."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(5e-4, "--lr", help="Adam learning rate."),
+    task: list[str] = typer.Option(None, "--task", help="Train only these tasks (default: all)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Train the multimodal CNN-LSTM (under torchrun it trains with DDP)."""
+    from fusion_edge.toolkit.train import TrainConfig, train_run
+
+    if size not in ("edge", "paper"):
+        console.print(f"[red]error:[/] unknown size '{size}': choose edge or paper")
+        raise typer.Exit(2)
+    with cli_errors():
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        result, path = train_run(data, out, size=size, tasks=tuple(task) if task else None, config=cfg)
+    if path is None:
+        return
+    table = Table(title=f"Validation (best epoch {result.best_epoch}, {result.seconds:.0f} s, "
+                        f"{result.epoch_seconds:.2f} s/epoch)")
+    table.add_column("task")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, m in result.val_metrics.items():
+        if "accuracy" in m:
+            table.add_row(name, "accuracy", f"{m['accuracy']:.3f}")
+            table.add_row("", "macro-F1", f"{m['macro_f1']:.3f}")
+        else:
+            table.add_row(name, "MAE", f"{m['mae']:.4f}")
+            table.add_row("", "relative error", f"{100 * m['relative_error']:.1f}%")
+    console.print(table)
+    console.print(f"run written to [bold]{path}[/]")
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder from 'fusion-edge train'."),
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset folder."),
+    json_out: Path = typer.Option(None, "--json", help="Write the metrics here as JSON."),
+    plots: Path = typer.Option(None, "--plots", help="Folder for confusion-matrix PNGs."),
+    split: str = typer.Option("auto", "--split", help="auto (held-out players), all, train, val, test."),
+) -> None:
+    """Evaluate a run: accuracy, macro-F1, recall per class, confusion; MAE and relative error."""
+    from fusion_edge.toolkit.evaluate import evaluate_run
+
+    with cli_errors():
+        res = evaluate_run(run, data, split=split, json_path=json_out, plots_dir=plots)
+    print_metrics(res)
+    if json_out:
+        console.print(f"metrics written to [bold]{json_out}[/]")
+
+
+def print_metrics(res: dict) -> None:
+    """The evaluation summary as a table."""
+    table = Table(title=f"Evaluation on {res['windows']} windows ({res['split']})")
+    for col in ("task", "accuracy / MAE", "macro-F1 / rel. error", "weakest class (recall)"):
+        table.add_column(col)
+    for name, m in res["tasks"].items():
+        if "accuracy" in m:
+            rec = {k: v for k, v in m["per_class_recall"].items() if v is not None}
+            weak = min(rec, key=rec.get) if rec else "-"
+            table.add_row(name, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}",
+                          f"{weak} ({rec.get(weak, 0):.2f})" if rec else "-")
+        else:
+            table.add_row(name, f"{m['mae']:.4f}", f"{100 * m['relative_error']:.1f}%", "")
+    console.print(table)
+
+
+@app.command()
+def ablation(
+    data: Path = typer.Option(..., "--data", "-d", help="Dataset folder."),
+    epochs: int = typer.Option(30, "--epochs"),
+    size: str = typer.Option("edge", "--size"),
+    seed: int = typer.Option(0, "--seed"),
+    json_out: Path = typer.Option(None, "--json", help="Write the table here as JSON."),
+) -> None:
+    """Reproduce the paper's ablation (CNN only, +LSTM, +attention, +multitask)."""
+    from fusion_edge.toolkit.ablation import run_ablation
+    from fusion_edge.toolkit.dataset import Dataset
+    from fusion_edge.toolkit.evaluate import write_json
+    from fusion_edge.toolkit.train import TrainConfig
+
+    with cli_errors():
+        ds = Dataset.open(data)
+        res = run_ablation(ds, size=size, config=TrainConfig(epochs=epochs, seed=seed),
+                           log=lambda m: console.print(f"  {m}"))
+    print_ablation(res)
+    if json_out:
+        write_json(json_out, res)
+
+
+def print_ablation(res: dict) -> None:
+    """The ablation as the paper's table."""
+    table = Table(title=f"Ablation on {res['test_windows']} held-out windows")
+    table.add_column("model")
+    names = list(res["rows"][0]["tasks"])
+    for n in names:
+        kind = "accuracy" if "accuracy" in res["rows"][0]["tasks"][n] else "rel. error"
+        table.add_column(f"{n} {kind}", justify="right")
+    table.add_column("parameters", justify="right")
+    for row in res["rows"]:
+        cells = []
+        for n in names:
+            m = row["tasks"][n]
+            cells.append(f"{100 * m['accuracy']:.1f}%" if "accuracy" in m else f"{100 * m['relative_error']:.1f}%")
+        table.add_row(row["name"], *cells, f"{row['parameters']:,}")
+    console.print(table)
+
+

@@ -1,0 +1,177 @@
+"""The sport-scenario catalogue: TOML tables of players, duration, action mix and intensity."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from fusion_edge.errors import ScenarioError
+from fusion_edge.scenarios.vocabulary import ACTIONS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Scenario", "load_catalogue", "get_scenario"]
+
+_KEYS = {
+    "sport",
+    "description",
+    "teams",
+    "players",
+    "duration_s",
+    "pitch_m",
+    "intensity",
+    "quality",
+    "action_mix",
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One sport scenario: who plays, for how long, where, how hard and doing what."""
+
+    name: str
+    sport: str
+    description: str
+    teams: int
+    players: int
+    duration_s: float
+    pitch_m: tuple[float, float]
+    intensity: float
+    quality: tuple[float, float] = (0.0, 1.0)
+    action_mix: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def total_players(self) -> int:
+        """Players on the pitch across all teams."""
+        return self.teams * self.players
+
+    def mix_weights(self) -> list[float]:
+        """Weight of each action in ``ACTIONS`` order (1.0 where the scenario is silent)."""
+        return [float(self.action_mix.get(a, 1.0)) for a in ACTIONS]
+
+    def to_json(self) -> dict[str, Any]:
+        """The scenario as a JSON-able dict (the TOML table plus its name)."""
+        return {
+            "name": self.name,
+            "sport": self.sport,
+            "description": self.description,
+            "teams": self.teams,
+            "players": self.players,
+            "duration_s": self.duration_s,
+            "pitch_m": list(self.pitch_m),
+            "intensity": self.intensity,
+            "quality": list(self.quality),
+            "action_mix": dict(self.action_mix),
+        }
+
+    @classmethod
+    def from_table(cls, name: str, table: Mapping[str, Any], origin: str) -> Scenario:
+        """Build and validate a scenario from one TOML table.
+
+        Raises:
+            ScenarioError: naming the file, the scenario and the bad key or value.
+        """
+        where = f"scenario [{name}] in {origin}"
+        unknown = set(table) - _KEYS
+        if unknown:
+            raise ScenarioError(
+                f"{where}: unknown key(s) {sorted(unknown)}; allowed keys are {sorted(_KEYS)}"
+            )
+        missing = {"teams", "players", "duration_s", "pitch_m", "intensity"} - set(table)
+        if missing:
+            raise ScenarioError(f"{where}: missing key(s) {sorted(missing)}")
+
+        def num(key: str, lo: float, hi: float) -> float:
+            v = table[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+                raise ScenarioError(f"{where}: '{key}' must be a number in [{lo}, {hi}], got {v!r}")
+            return float(v)
+
+        teams = int(num("teams", 1, 2))
+        players = int(num("players", 1, 30))
+        duration = num("duration_s", 1, 24 * 3600)
+        intensity = num("intensity", 0.0, 1.0)
+        pitch = table["pitch_m"]
+        if (
+            not isinstance(pitch, list)
+            or len(pitch) != 2
+            or not all(isinstance(p, (int, float)) and 5 <= p <= 200 for p in pitch)
+        ):
+            raise ScenarioError(f"{where}: 'pitch_m' must be [length, width] in metres (5..200)")
+        quality = table.get("quality", [0.0, 1.0])
+        if (
+            not isinstance(quality, list)
+            or len(quality) != 2
+            or not 0.0 <= quality[0] <= quality[1] <= 1.0
+        ):
+            raise ScenarioError(f"{where}: 'quality' must be [low, high] with 0 <= low <= high <= 1")
+        mix = table.get("action_mix", {})
+        if not isinstance(mix, Mapping):
+            raise ScenarioError(f"{where}: 'action_mix' must be a table of action = weight")
+        for action, weight in mix.items():
+            if action not in ACTIONS:
+                raise ScenarioError(
+                    f"{where}: unknown action '{action}' in action_mix; known actions: "
+                    f"{', '.join(ACTIONS)}"
+                )
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                raise ScenarioError(f"{where}: weight of '{action}' must be a number >= 0")
+        return cls(
+            name=name,
+            sport=str(table.get("sport", "football")),
+            description=str(table.get("description", "")),
+            teams=teams,
+            players=players,
+            duration_s=duration,
+            pitch_m=(float(pitch[0]), float(pitch[1])),
+            intensity=intensity,
+            quality=(float(quality[0]), float(quality[1])),
+            action_mix={k: float(v) for k, v in mix.items()},
+        )
+
+
+def _parse(text: str, origin: str) -> dict[str, Scenario]:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{origin} is not valid TOML: {exc}") from None
+    out = {}
+    for name, table in doc.items():
+        if not isinstance(table, Mapping):
+            raise ScenarioError(f"{origin}: '{name}' must be a table like [{name}]")
+        out[name] = Scenario.from_table(name, table, origin)
+    return out
+
+
+def load_catalogue(user_file: str | Path | None = None) -> dict[str, Scenario]:
+    """The shipped catalogue, extended (and overridden by name) with a user's TOML file."""
+    text = resources.files("fusion_edge.scenarios").joinpath("catalogue.toml").read_text("utf-8")
+    catalogue = _parse(text, "the built-in catalogue")
+    if user_file is not None:
+        path = Path(user_file)
+        if not path.is_file():
+            raise ScenarioError(f"scenario file {path} does not exist")
+        catalogue.update(_parse(path.read_text("utf-8"), str(path)))
+    return catalogue
+
+
+def get_scenario(name: str, user_file: str | Path | None = None) -> Scenario:
+    """Look a scenario up by name, with a message listing the known ones on a typo."""
+    catalogue = load_catalogue(user_file)
+    if name not in catalogue:
+        import difflib
+
+        close = difflib.get_close_matches(name, catalogue, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ScenarioError(
+            f"unknown scenario '{name}'.{hint} Known scenarios: {', '.join(sorted(catalogue))} "
+            "(add your own with --scenario-file FILE.toml)"
+        )
+    return catalogue[name]

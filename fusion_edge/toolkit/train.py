@@ -1,0 +1,305 @@
+"""Training: Adam, plateau scheduler, early stopping, gradient clipping, AMP on CUDA, and DDP
+when launched under ``torchrun``. Splits are grouped by player.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fusion_edge.errors import DatasetError
+from fusion_edge.toolkit.checkpoint import Normalization, save_run
+from fusion_edge.toolkit.dataset import Dataset, DatasetSpec
+from fusion_edge.toolkit.metrics import classification_metrics, regression_metrics
+from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
+from fusion_edge.toolkit.splits import GroupedSplit, split_by_player
+
+__all__ = ["TrainConfig", "TrainResult", "train", "predict"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (REFERENCE.md: Adam 5e-4, plateau scheduler, early stopping)."""
+
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    early_stop_patience: int = 8
+    plateau_patience: int = 3
+    plateau_factor: float = 0.5
+    task_weights: dict[str, float] = field(default_factory=dict)  # default: class 1, regression 10
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda"
+    amp: bool = True  # mixed precision on CUDA only
+
+
+@dataclass
+class TrainResult:
+    """What training produced."""
+
+    model: MultimodalCnnLstm
+    split: GroupedSplit
+    normalization: Normalization
+    history: list[dict[str, Any]]
+    best_epoch: int
+    val_metrics: dict[str, Any]
+    seconds: float
+    epoch_seconds: float
+
+
+def _dist_info() -> tuple[bool, int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world > 1 or "LOCAL_RANK" in os.environ, world, rank, local
+
+
+def _device(choice: str, local_rank: int) -> torch.device:
+    if choice == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if choice.startswith("cuda") and not torch.cuda.is_available():
+        raise DatasetError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(choice)
+
+
+def _tensors(ds: Dataset, idx: np.ndarray, norm: Normalization, spec: DatasetSpec, tasks: tuple[str, ...]):
+    xs = [torch.from_numpy(norm.apply(m.name, ds.inputs[m.name][idx])) for m in spec.modalities]
+    ys = []
+    for name in tasks:
+        y = ds.targets[name][idx]
+        ys.append(torch.from_numpy(y.astype(np.int64 if spec.task(name).is_classification else np.float32)))
+    return xs, ys
+
+
+def _loss(model: MultimodalCnnLstm, outputs, ys, weights: dict[str, float]) -> torch.Tensor:
+    total = outputs[0].new_zeros(())
+    for (name, kind, _), out, y in zip(model.config.tasks, outputs, ys, strict=True):
+        if kind == "class":
+            if (y >= 0).any():
+                total = total + weights[name] * nn.functional.cross_entropy(out.float(), y, ignore_index=-1)
+        else:
+            keep = ~torch.isnan(y)
+            if keep.any():
+                total = total + weights[name] * nn.functional.mse_loss(out.float()[keep], y[keep])
+    return total
+
+
+@torch.no_grad()
+def predict(model: nn.Module, xs: list[torch.Tensor], batch_size: int = 256, device: str | torch.device = "cpu"):
+    """Run the model over in-memory inputs; returns one numpy array per task output."""
+    model.eval()
+    n = xs[0].shape[0]
+    outs: list[list[np.ndarray]] = []
+    for s in range(0, n, batch_size):
+        batch = [x[s : s + batch_size].to(device) for x in xs]
+        res = model(*batch)
+        if not outs:
+            outs = [[] for _ in res]
+        for o, r in zip(outs, res, strict=True):
+            o.append(r.float().cpu().numpy())
+    return [np.concatenate(o) for o in outs]
+
+
+def task_metrics(config: ModelConfig, spec: DatasetSpec, outputs: list[np.ndarray], ys: list[np.ndarray]) -> dict[str, Any]:
+    """Metrics per task from model outputs (logits / values) and targets."""
+    res: dict[str, Any] = {}
+    for (name, kind, _), out, y in zip(config.tasks, outputs, ys, strict=True):
+        task = spec.task(name)
+        if kind == "class":
+            res[name] = classification_metrics(y, out.argmax(axis=1), task.labels)
+        else:
+            res[name] = regression_metrics(y, out, task.value_range)
+    return res
+
+
+def train(
+    dataset: Dataset,
+    model_config: ModelConfig,
+    config: TrainConfig = TrainConfig(),
+    *,
+    split: GroupedSplit | None = None,
+    show_progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``model_config`` on ``dataset``; returns the best model (lowest validation loss)."""
+    distributed, world, rank, local_rank = _dist_info()
+    device = _device(config.device, local_rank)
+    if distributed and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+
+    spec = dataset.spec
+    tasks = tuple(name for name, _, _ in model_config.tasks)
+    split = split or split_by_player(dataset.player, val=config.val_fraction, test=config.test_fraction, seed=config.seed)
+    tr_idx, va_idx = split.indices(dataset.player, "train"), split.indices(dataset.player, "val")
+    if tr_idx.size == 0 or va_idx.size == 0:
+        raise DatasetError("the split left no training or validation windows; add players")
+    norm = Normalization.fit({m.name: dataset.inputs[m.name][tr_idx] for m in spec.modalities})
+    weights = {
+        name: config.task_weights.get(name, 1.0 if spec.task(name).is_classification else 10.0) for name in tasks
+    }
+    x_tr, y_tr = _tensors(dataset, tr_idx, norm, spec, tasks)
+    x_va, y_va = _tensors(dataset, va_idx, norm, spec, tasks)
+
+    model = MultimodalCnnLstm(model_config).to(device)
+    net: nn.Module = model
+    if distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=config.plateau_factor, patience=config.plateau_patience)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    n = tr_idx.size
+    gen = torch.Generator().manual_seed(config.seed)
+    best = (float("inf"), 0, copy.deepcopy(model.state_dict()))
+    history: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    epoch_times = []
+    progress = _progress(show_progress and rank == 0)
+    with progress:
+        bar = progress.add_task("training", total=config.epochs) if progress else None
+        for epoch in range(1, config.epochs + 1):
+            t0 = time.perf_counter()
+            net.train()
+            perm = torch.randperm(n, generator=gen)
+            # Each rank takes its own slice of the shuffled order (DDP): same seed, disjoint data.
+            perm = perm[rank::world] if distributed else perm
+            total = 0.0
+            batches = 0
+            for s in range(0, perm.numel(), config.batch_size):
+                b = perm[s : s + config.batch_size]
+                if b.numel() < 2:
+                    continue
+                xs = [x[b].to(device, non_blocking=True) for x in x_tr]
+                ys = [y[b].to(device, non_blocking=True) for y in y_tr]
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                    outputs = net(*xs)
+                    loss = _loss(model, outputs, ys, weights)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                total += float(loss.detach())
+                batches += 1
+            val_out = predict(model, x_va, device=device)
+            with torch.no_grad():
+                val_loss = float(
+                    _loss(model, [torch.from_numpy(o) for o in val_out], y_va, weights)
+                )
+            metrics = task_metrics(model_config, spec, val_out, [y.numpy() for y in y_va])
+            sched.step(val_loss)
+            epoch_times.append(time.perf_counter() - t0)
+            row = {
+                "epoch": epoch,
+                "train_loss": total / max(batches, 1),
+                "val_loss": val_loss,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": epoch_times[-1],
+                **{f"val_{k}": _headline(v) for k, v in metrics.items()},
+            }
+            history.append(row)
+            if on_epoch:
+                on_epoch(row)
+            if val_loss < best[0]:
+                best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+            if progress:
+                progress.update(bar, advance=1, description=_describe(row))
+            if epoch - best[1] >= config.early_stop_patience:
+                break
+    model.load_state_dict(best[2])
+    val_out = predict(model, x_va, device=device)
+    val_metrics = task_metrics(model_config, spec, val_out, [y.numpy() for y in y_va])
+    model.cpu().eval()
+    return TrainResult(
+        model=model,
+        split=split,
+        normalization=norm,
+        history=history,
+        best_epoch=best[1],
+        val_metrics=val_metrics,
+        seconds=time.perf_counter() - start,
+        epoch_seconds=float(np.median(epoch_times)),
+    )
+
+
+def _headline(m: dict[str, Any]) -> float:
+    return m["accuracy"] if "accuracy" in m else m["mae"]
+
+
+def _describe(row: dict[str, Any]) -> str:
+    parts = [f"epoch {row['epoch']}", f"val loss {row['val_loss']:.3f}"]
+    parts += [f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("val_") and k != "val_loss"]
+    return " | ".join(parts)
+
+
+class _NoProgress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __bool__(self) -> bool:
+        return False
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def train_run(
+    data: str | Path,
+    out: str | Path,
+    *,
+    size: str = "edge",
+    tasks: tuple[str, ...] | None = None,
+    config: TrainConfig = TrainConfig(),
+    model_overrides: dict[str, Any] | None = None,
+    show_progress: bool = True,
+) -> tuple[TrainResult, Path | None]:
+    """Open a dataset, train, and write the run folder (rank 0 only under DDP)."""
+    dataset = Dataset.open(data)
+    mcfg = ModelConfig.for_dataset(dataset.spec, size, tasks, **(model_overrides or {}))
+    result = train(dataset, mcfg, config, show_progress=show_progress)
+    _, _, rank, _ = _dist_info()
+    path = None
+    if rank == 0:
+        path = save_run(
+            out,
+            result.model,
+            dataset.spec,
+            result.normalization,
+            result.split,
+            {**asdict(config), "best_epoch": result.best_epoch, "seconds": result.seconds,
+             "epoch_seconds": result.epoch_seconds, "data": str(data)},
+            result.history,
+            {"val": result.val_metrics},
+        )
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return result, path

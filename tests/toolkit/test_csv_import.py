@@ -1,0 +1,178 @@
+"""Converting a user's CSV recording: windowing, labels, gaps, errors, and the docs' example."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusion_edge.errors import DatasetError
+from fusion_edge.toolkit.csv_import import (
+    import_csv,
+    window_class_labels,
+    window_regression,
+)
+from fusion_edge.toolkit.dataset import Dataset
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "dataset-format.md"
+RATE = 52
+SECONDS = 30
+CHANNELS = ["ax", "ay", "az", "hr", "skin_temp"]
+LABELS = ["walk", "jog", "stride"]  # deliberately not alphabetical
+
+
+def phase_of_second(s: int) -> str:
+    return "walk" if s < 10 else "jog" if s < 22 else "stride"
+
+
+def write_belt_csv(path: Path, *, players: tuple[str, ...] = ("p1",), blank_row: int | None = None,
+                   bad_label_row: int | None = None) -> np.ndarray:
+    """5 channels at 52 Hz for 30 s; sample values are exact in float32 so windows compare ==."""
+    n = RATE * SECONDS
+    signal = np.arange(n)[:, None] + np.arange(len(CHANNELS))[None, :] * 0.25
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["t", "player", *CHANNELS, "phase", "speed"])
+        for i in range(n):
+            for p in players:  # several players: rows interleaved, as a hub logs them
+                cells = [f"{v:g}" for v in signal[i]]
+                if i == blank_row:
+                    cells[2] = ""
+                label = "sprint" if i == bad_label_row else phase_of_second(i // RATE)
+                out.writerow([f"{i / RATE:.6f}", p, *cells, label, f"{(i // RATE) * 0.5:g}"])
+    return signal
+
+
+def test_five_channels_at_52_hz_with_custom_labels(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    signal = write_belt_csv(csv_path)
+    result = import_csv(csv_path, tmp_path / "ds", channels=CHANNELS, sample_rate_hz=52,
+                        window_seconds=2.0, hop_seconds=1.0, modality_name="belt",
+                        units=["g", "g", "g", "bpm", "degC"],
+                        label_columns={"phase": "phase", "speed": "speed"},
+                        label_names={"phase": LABELS}, regression={"speed": (0.0, 20.0)},
+                        player="p1")
+    assert (result.num_windows, result.window_samples, result.gaps) == (29, 104, 0)
+    ds = Dataset.open(tmp_path / "ds")
+    belt = ds.spec.modality("belt")
+    assert belt.channels == tuple(CHANNELS) and belt.sample_rate_hz == 52.0
+    assert belt.units == ("g", "g", "g", "bpm", "degC")
+    assert ds.spec.task("phase").labels == tuple(LABELS)
+    x = ds.inputs["belt"]
+    assert x.shape == (29, 5, 104)
+    for k in (0, 13, 28):  # window k starts at second k
+        np.testing.assert_array_equal(x[k], signal[k * 52: k * 52 + 104].T.astype(np.float32))
+    # Majority label per window; at the 10 s and 22 s boundaries a 1 s / 1 s tie goes to the
+    # label listed first in label_names.
+    expected = []
+    for k in range(29):
+        a, b = LABELS.index(phase_of_second(k)), LABELS.index(phase_of_second(k + 1))
+        expected.append(min(a, b))
+    np.testing.assert_array_equal(ds.targets["phase"], expected)
+    np.testing.assert_allclose(ds.targets["speed"], [(k * 0.5 + (k + 1) * 0.5) / 2
+                                                     for k in range(29)], rtol=1e-6)
+    assert set(ds.player) == {"p1"} and set(ds.session) == {"belt"}  # session: the file stem
+    assert ds.spec.source["file"] == "belt.csv" and len(ds.spec.source["sha256"]) == 64
+    assert ds.spec.preprocessing["resampled"] is False
+
+
+def test_label_names_are_inferred_sorted_and_rate_from_time(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    result = import_csv(csv_path, tmp_path / "ds", channels=CHANNELS[:2], time_column="t",
+                        window_seconds=2.0, hop_seconds=2.0, label_columns={"phase": "phase"},
+                        player="p1", session="s9")
+    assert result.sample_rate_hz == 52.0 and result.num_windows == 15
+    assert result.labels == {"phase": ("jog", "stride", "walk")}
+    ds = Dataset.open(tmp_path / "ds")
+    assert ds.targets["phase"][0] == 2 and ds.targets["phase"][-1] == 1
+
+
+def test_player_column_windows_each_player_separately(tmp_path: Path) -> None:
+    csv_path = tmp_path / "hub.csv"
+    signal = write_belt_csv(csv_path, players=("amira", "bo"))
+    import_csv(csv_path, tmp_path / "ds", channels=CHANNELS, time_column="t", window_seconds=2.0,
+               hop_seconds=1.0, label_columns={"phase": "phase"}, label_names={"phase": LABELS},
+               player_column="player")
+    ds = Dataset.open(tmp_path / "ds")
+    assert ds.summary()["players"] == {"amira": 29, "bo": 29}
+    bo = ds.subset(ds.player == "bo")
+    np.testing.assert_array_equal(bo.inputs["imu"][3], signal[156:260].T.astype(np.float32))
+
+
+def test_gap_splits_windows_and_empty_cells_drop_windows(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path, blank_row=100)
+    lines = csv_path.read_text().splitlines(keepends=True)
+    del lines[1 + 520: 1 + 624]  # lose seconds 10-12: a 2 s dropout
+    csv_path.write_text("".join(lines))
+    result = import_csv(csv_path, tmp_path / "ds", channels=CHANNELS, time_column="t",
+                        window_seconds=2.0, hop_seconds=1.0, player="p1")
+    # Before the gap 10 s -> 9 windows, 2 of them hold row 100; after it 18 s -> 17 windows.
+    assert (result.gaps, result.dropped_nan_windows, result.num_windows) == (1, 2, 24)
+    assert result.sample_rate_hz == 52.0
+
+
+def test_errors_name_the_problem(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path, bad_label_row=3)
+    kw = dict(channels=CHANNELS, sample_rate_hz=52, window_seconds=2.0, hop_seconds=1.0,
+              player="p1")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}:5: label 'sprint' in column 'phase' is not in label_names['phase'] = "
+            "['walk', 'jog', 'stride']. Add it or fix the cell")):
+        import_csv(csv_path, tmp_path / "a", label_columns={"phase": "phase"},
+                   label_names={"phase": LABELS}, **kw)
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}: no column(s) ['gz']; the header has ['t', 'player', 'ax'")):
+        import_csv(csv_path, tmp_path / "b", **{**kw, "channels": ["ax", "gz"]})
+    with pytest.raises(DatasetError, match="give exactly one of player"):
+        import_csv(csv_path, tmp_path / "c", **{**kw, "player": None})
+    with pytest.raises(DatasetError, match=re.escape(
+            "column 't' says 52 Hz but sample_rate_hz=100. Check time_unit or the rate")):
+        import_csv(csv_path, tmp_path / "d", time_column="t", **{**kw, "sample_rate_hz": 100})
+    with pytest.raises(DatasetError, match=re.escape("no complete window of 40 s (2080 samples)")):
+        import_csv(csv_path, tmp_path / "e", **{**kw, "window_seconds": 40.0})
+    assert not any((tmp_path / d).exists() for d in "abcde")  # nothing half-written is left
+
+
+def test_window_label_rules() -> None:
+    labels = np.array([0, 0, 1, 1, -1, -1, 2, 2])
+    # window 4, hop 2: [0,0,1,1] tie -> 0; [1,1,-1,-1] -> 1; [-1,-1,2,2] -> 2 (half labelled)
+    np.testing.assert_array_equal(window_class_labels(labels, 3, 4, 2), [0, 1, 2])
+    np.testing.assert_array_equal(window_class_labels(labels, 3, 4, 2, 0.75), [0, -1, -1])
+    values = np.array([1.0, 3.0, np.nan, np.nan, np.nan, 5.0])
+    out = window_regression(values, 3, 3)
+    assert out[0] == 2.0 and np.isnan(out[1])
+
+
+def test_docs_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    text = DOC.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 4
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), ns)  # noqa: S102 - our own documentation
+    printed = capsys.readouterr().out
+    # The CSV head the page shows is what the generator writes.
+    head = re.search(r"```text\n(time_ms,.*?)```", text, flags=re.S).group(1)
+    assert Path("belt-2024-05-01.csv").read_text().startswith(head)
+    # What the page says the import prints is what it prints.
+    assert "207 52.0 1" in printed
+    phase = ns["belt"].summary()["tasks"]["phase"]
+    assert phase == {"kind": "class", "counts": {"warmup": 41, "drill": 118, "rest": 44},
+                     "missing": 4}
+    assert "Dataset(207 windows, imu[6, 208], hr[1, 4], tasks=['phase'], root=belt-dataset-2)" \
+        in printed
+    belt, belt2 = ns["belt"], ns["belt2"]
+    # Both routes cut the same first window: the IMU channels of the belt stream.
+    np.testing.assert_array_equal(belt2.inputs["imu"][0], belt.inputs["belt"][0, 1:])
+    before_gap = 99
+    np.testing.assert_array_equal(belt2.targets["phase"][:before_gap],
+                                  belt.targets["phase"][:before_gap])
+    assert len(Dataset.open("tiny")) == 4
