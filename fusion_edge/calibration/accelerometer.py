@@ -66,6 +66,8 @@ class AccelLimits:
         max_pose_tilt_deg: Largest disagreement between a six-position pose and its nominal
             face after the fit.
         max_residual: Largest RMS of ``|M (raw - b)| - g`` over the poses, m/s^2.
+        max_pose_residual: Largest ``||M (raw - b)| - g|`` of any one pose, m/s^2 (a pose with
+            linear acceleration stands out even when the RMS hides it).
         max_bias_std: Largest 1-sigma bias uncertainty, m/s^2.
         max_matrix_std: Largest 1-sigma uncertainty of an entry of ``M`` (about a relative
             scale error, or a misalignment in rad).
@@ -74,8 +76,9 @@ class AccelLimits:
 
     min_sphere_poses: int = 12
     face_tolerance_deg: float = 20.0
-    max_pose_tilt_deg: float = 5.0
+    max_pose_tilt_deg: float = 1.0
     max_residual: float = 0.1
+    max_pose_residual: float = 0.15
     max_bias_std: float = 0.1
     max_matrix_std: float = 0.004
     noise_floor: float = 0.01
@@ -243,7 +246,7 @@ def _fit_sphere(
 ) -> AccelFit:
     fit = fit_sphere_mapping(means, gravity, noise_floor=lim.noise_floor)
     k = means.shape[0]
-    if fit.residual_rms > lim.max_residual:
+    if fit.residual_rms > lim.max_residual or fit.residual_max > lim.max_pose_residual:
         raise CalibrationError(
             f"the poses do not lie on the gravity sphere (RMS residual {fit.residual_rms:.3f} "
             f"m/s^2, limit {lim.max_residual}); worst is {_describe(when, fit.worst_index)}, "
@@ -302,7 +305,7 @@ def _fit_six_position(
         )
     resid = np.linalg.norm((means - bias) @ matrix.T, axis=1) - gravity
     rms = float(np.sqrt(np.mean(resid**2)))
-    if rms > lim.max_residual:
+    if rms > lim.max_residual or float(np.abs(resid).max()) > lim.max_pose_residual:
         # With six poses an off-level pose and a moving one look alike: name both causes.
         misfit = np.linalg.norm(raw - design @ sol, axis=1)
         worst_fit = int(np.argmax(misfit))

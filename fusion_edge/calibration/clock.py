@@ -11,11 +11,13 @@ The mapping instead follows the **lower envelope**:
 
 1. observations are reduced to the minimum ``y`` in each window of ``window_s`` of device time
    (bounded memory: the last ``max_windows`` windows are kept);
-2. the line is the solution of the linear programme "lie below every window minimum while
-   staying as close to them as possible on average" (minimise the mean gap). Its solution is an
-   edge of the lower convex hull of the minima, found in O(windows) by evaluating the hull's
-   edge slopes; the slope is bounded by ``max_drift_ppm`` so a short history cannot produce an
-   absurd drift.
+2. the slope (drift) is the Theil-Sen estimate over the window minima (the median of pairwise
+   slopes: robust to a stretch of congested windows), bounded by ``max_drift_ppm`` so a short
+   history cannot produce an absurd drift;
+3. the line is lowered until it touches the lowest window minimum, so it lies below all of
+   them: the envelope of the smallest delays, not their average.
+
+The fit is recomputed when a window closes (about once per ``window_s``), not per packet.
 
 The mapped time is therefore the host time a sample would have reached the host with the
 smallest delay seen, minus ``latency_ns`` (a known constant transport latency, 0 by default).
@@ -142,46 +144,28 @@ def utc_to_us(utc: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _lower_hull(x: np.ndarray, y: np.ndarray) -> list[int]:
-    hull: list[int] = []
-    for i in range(x.shape[0]):
-        while len(hull) >= 2:
-            o, a = hull[-2], hull[-1]
-            cross = (x[a] - x[o]) * (y[i] - y[o]) - (y[a] - y[o]) * (x[i] - x[o])
-            if cross > 0:
-                break
-            hull.pop()
-        hull.append(i)
-    return hull
-
-
 def envelope_line(x: np.ndarray, y: np.ndarray, max_slope: float) -> tuple[float, float]:
-    """``(intercept at mean x, slope)`` of the lowest-mean-gap line below all points.
+    """``(intercept at mean x, slope)`` of the lower envelope of window minima.
+
+    The slope is the Theil-Sen estimate (median of pairwise slopes): window minima still carry
+    some delay noise, and a congested stretch of windows is an outlier the median ignores. The
+    line is then lowered until it touches the lowest minimum, so it lies below every window
+    minimum (a delay is never negative).
 
     Args:
-        x: Sorted, distinct abscissae (window times, relative), float.
-        y: Window minima.
+        x: Window abscissae (relative device time), float, increasing.
+        y: Window minima of ``host - device``.
         max_slope: Bound on ``|slope|``.
     """
     xm = float(x.mean())
-    if x.shape[0] == 1:
-        return float(y[0]), 0.0
-    hull = _lower_hull(x, y)
-    hx, hy = x[hull], y[hull]
-    candidates = [-max_slope, max_slope, 0.0]
-    if len(hull) >= 2:
-        slopes = np.diff(hy) / np.diff(hx)
-        candidates += [float(s) for s in slopes if -max_slope <= s <= max_slope]
-    best_slope, best_value = 0.0, -np.inf
-    for b in candidates:
-        # The highest line of slope b below all points touches the hull; maximise its height at
-        # the mean abscissa (equivalent to minimising the mean gap).
-        value = float(np.min(hy - b * (hx - xm)))
-        if value > best_value + 1e-9 or (
-            abs(value - best_value) <= 1e-9 and abs(b) < abs(best_slope)
-        ):
-            best_slope, best_value = b, value
-    return best_value, best_slope
+    if x.shape[0] < 2:
+        return float(y.min()), 0.0
+    i, j = np.triu_indices(x.shape[0], k=1)
+    dx = x[j] - x[i]
+    keep = dx > 0
+    slope = float(np.median((y[j] - y[i])[keep] / dx[keep])) if keep.any() else 0.0
+    slope = float(np.clip(slope, -max_slope, max_slope))
+    return float(np.min(y - slope * (x - xm))), slope
 
 
 class _BootFit:
@@ -209,17 +193,22 @@ class _BootFit:
             self.minima[w] = (device_ns, y)
             if len(self.minima) > 1 and w < next(reversed(self.minima)):
                 self.minima = OrderedDict(sorted(self.minima.items()))
-            while len(self.minima) > self.cfg.max_windows:
+            while len(self.minima) > self.cfg.max_windows + 1:
                 self.minima.popitem(last=False)
             self._estimate = None
         elif y < current[1]:
             self.minima[w] = (device_ns, y)
-            self._estimate = None
+            # The open (newest) window joins the fit when it closes; until then only a change
+            # to a closed window, or the very first window, moves the line.
+            if len(self.minima) == 1 or w != next(reversed(self.minima)):
+                self._estimate = None
 
     def estimate(self) -> ClockEstimate:
         if self._estimate is not None:
             return self._estimate
         pts = list(self.minima.values())
+        if len(pts) > 1:
+            pts = pts[:-1]  # closed windows only
         xs = np.array([p[0] for p in pts], dtype=np.int64)
         ref = int(xs[0])
         x = (xs - ref).astype(np.float64)

@@ -8,7 +8,7 @@ what to record instead; nothing is returned unless every requested part is trust
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -80,7 +80,7 @@ def _assemble(
     cfg: ImuCalibrationConfig,
     accel: AccelFit,
     gyro: GyroFit,
-    extra: dict[str, object],
+    extra: Mapping[str, object],
 ) -> ImuCalibration:
     quality: dict[str, object] = {
         "source": rec.source,

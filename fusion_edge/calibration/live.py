@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from fusion_edge.calibration.guided import GuidedImuCalibration, Prompt
-from fusion_edge.errors import CalibrationError, TransportError
+from fusion_edge.errors import CalibrationError, FusionEdgeError, TransportError
 
 __all__ = ["block_columns", "run_guided_over_ble"]
 
@@ -115,4 +115,13 @@ def run_guided_over_ble(
                 for prompt in guided.feed(t, samples):
                     on_prompt(prompt)
 
-    asyncio.run(_run())
+    try:
+        asyncio.run(_run())
+    except FusionEdgeError:
+        raise
+    except Exception as exc:  # bleak / D-Bus / OS errors from the radio stack
+        raise TransportError(
+            f"could not stream from pod {address} over BLE ({type(exc).__name__}: {exc}); check "
+            "that the Bluetooth adapter is present and on (bluetoothd running) and the pod is in "
+            "range, or record the procedure to a CSV and use --recording FILE.csv"
+        ) from exc

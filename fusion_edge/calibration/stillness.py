@@ -4,8 +4,10 @@ A sample is still when the moving standard deviation (a centred window of ``wind
 the accelerometer and the gyroscope stays under absolute limits. The limits are absolute, not
 relative to the recording's own quietest stretch: a pod that never stood still must be refused,
 not have its thresholds loosened until something passes. Runs of still samples at least
-``min_duration_s`` long are still segments; a segment whose gravity direction creeps between its
-first and last third (a pod sliding or slowly tilting) is rejected as "moved".
+``min_duration_s`` long are still segments. A slow turn has little variance, so each quiet run is
+trimmed to the stretch whose smoothed gravity direction stays within ``max_drift_deg / 3`` of
+the run's centre; a run without such a stretch of ``min_duration_s`` (a pod sliding or slowly
+tilting all along) is rejected as "moved".
 Segments with the same orientation (within ``same_pose_deg``) are one pose: standing still twice
 in the same orientation does not add information to the gravity fit.
 """
@@ -26,6 +28,7 @@ __all__ = [
     "find_still_segments",
     "group_poses",
     "segment_drift_deg",
+    "quietest_window",
 ]
 
 
@@ -40,7 +43,7 @@ class StillnessConfig:
         gyro_std_max: Same for the gyroscope, rad/s (noise ~0.002-0.005; a steady hand ~0.02).
         min_duration_s: Shortest still run that counts as a pose.
         max_drift_deg: Largest change of gravity direction inside one still run before the pod
-            counts as having moved.
+            counts as having moved (runs are trimmed to within a third of it of their centre).
         same_pose_deg: Still runs whose gravity directions are closer than this are one pose.
     """
 
@@ -154,6 +157,35 @@ def segment_drift_deg(accel: np.ndarray) -> float:
     return _angle_deg(accel[:k].mean(axis=0), accel[-k:].mean(axis=0))
 
 
+def _steady_part(
+    accel: np.ndarray, start: int, stop: int, width: int, max_dev_deg: float
+) -> tuple[int, int]:
+    """The longest stretch around the centre of a run that keeps its orientation.
+
+    A slow turn has little variance, so quiet runs can begin or end in the tail of a movement;
+    trimming to the stretch whose (smoothed) gravity direction stays within ``max_dev_deg`` of
+    the run's centre keeps only the real pose.
+    """
+    a = accel[start:stop]
+    n = a.shape[0]
+    c = np.vstack([np.zeros((1, 3)), np.cumsum(a - a.mean(axis=0), axis=0)])
+    half = width // 2
+    lo = np.clip(np.arange(n) - half, 0, n)
+    hi = np.clip(np.arange(n) - half + width, 0, n)
+    smooth = (c[hi] - c[lo]) / (hi - lo)[:, None] + a.mean(axis=0)
+    core = n // 2
+    ref = smooth[core] / np.linalg.norm(smooth[core])
+    cos = smooth @ ref / np.linalg.norm(smooth, axis=1)
+    ok = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))) <= max_dev_deg
+    left = core
+    while left > 0 and ok[left - 1]:
+        left -= 1
+    right = core
+    while right < n - 1 and ok[right + 1]:
+        right += 1
+    return start + left, start + right + 1
+
+
 def find_still_segments(
     rec: ImuRecording, config: StillnessConfig | None = None, *, use_gyro: bool = True
 ) -> tuple[list[StillSegment], list[StillSegment]]:
@@ -166,8 +198,8 @@ def find_still_segments(
             find still periods before they know the gyroscope's unit.
 
     Returns:
-        ``(still, moved)``: the accepted runs and the runs rejected because the gravity
-        direction crept by more than ``max_drift_deg`` inside them.
+        ``(still, moved)``: the accepted runs and the quiet runs rejected because their gravity
+        direction never held steady for ``min_duration_s``.
     """
     cfg = config or StillnessConfig()
     width = max(3, int(round(cfg.window_s * rec.rate_hz)))
@@ -176,9 +208,12 @@ def find_still_segments(
         mask &= moving_std(rec.gyro, width) < cfg.gyro_std_max
     still: list[StillSegment] = []
     moved: list[StillSegment] = []
-    for start, stop in _runs(mask):
-        if rec.t[stop - 1] - rec.t[start] < cfg.min_duration_s:
+    for run_start, run_stop in _runs(mask):
+        if rec.t[run_stop - 1] - rec.t[run_start] < cfg.min_duration_s:
             continue
+        start, stop = _steady_part(rec.accel, run_start, run_stop, width, cfg.max_drift_deg / 3)
+        if rec.t[stop - 1] - rec.t[start] < cfg.min_duration_s:
+            start, stop = run_start, run_stop  # no steady stretch long enough: it moved
         a = rec.accel[start:stop]
         seg = StillSegment(
             start=start,

@@ -31,8 +31,11 @@ def _root(
     """fusion-edge: edge deployment toolkit for multimodal sports models."""
 
 
-# Command groups: one module each. Imported for their side effect of registering on `app`.
-from fusion_edge.cli import toolkit_commands  # noqa: E402,F401
+# Command groups: one module each.
+from fusion_edge.cli import toolkit_commands  # noqa: E402,F401  (registers on `app` when imported)
+from fusion_edge.cli.calibrate_commands import calibrate_app  # noqa: E402
+
+app.add_typer(calibrate_app, name="calibrate")
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ Channels are 3 per enabled sensor, in the order accel, gyro, mag, axes x, y, z.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,9 @@ class SensorMask(enum.IntFlag):
 
 _ALL_SENSORS = int(SensorMask.ACCEL | SensorMask.GYRO | SensorMask.MAG)
 _SENSOR_ORDER = ((SensorMask.ACCEL, "accel"), (SensorMask.GYRO, "gyro"), (SensorMask.MAG, "mag"))
+# Decoding builds these per packet; enum construction and bit counting are slow in Python.
+_MASKS = tuple(SensorMask(m) for m in range(_ALL_SENSORS + 1))
+_CHANNELS = tuple(3 * bin(m).count("1") for m in range(_ALL_SENSORS + 1))
 
 
 class BadCrcError(ProtocolError):
@@ -177,9 +181,10 @@ class MalformedPacketError(ProtocolError):
 
 def channel_count(sensors: int) -> int:
     """Number of int16 channels per sample for a sensor mask (3 per enabled sensor)."""
-    return 3 * bin(int(sensors) & _ALL_SENSORS).count("1")
+    return _CHANNELS[int(sensors) & _ALL_SENSORS]
 
 
+@functools.lru_cache(maxsize=64)
 def channel_names(sensors: int) -> tuple[str, ...]:
     """Channel names in wire order, e.g. ``("accel_x", ..., "mag_z")``."""
     return tuple(
@@ -190,9 +195,18 @@ def channel_names(sensors: int) -> tuple[str, ...]:
 def channel_scales(sensors: int, accel_range: int, gyro_range: int) -> np.ndarray:
     """SI units per LSB for each channel: m/s^2 (accel), rad/s (gyro), microtesla (mag).
 
+    Returns:
+        A read-only float64 array, one entry per channel (shared between calls: copy it
+        before changing it).
+
     Raises:
         ValueError: A range code is not in its table.
     """
+    return _channel_scales(int(sensors) & _ALL_SENSORS, accel_range, gyro_range)
+
+
+@functools.lru_cache(maxsize=256)
+def _channel_scales(sensors: int, accel_range: int, gyro_range: int) -> np.ndarray:
     if accel_range not in ACCEL_RANGES_G:
         raise ValueError(
             f"accel range code {accel_range} is unknown; use one of {sorted(ACCEL_RANGES_G)}"
@@ -207,7 +221,9 @@ def channel_scales(sensors: int, accel_range: int, gyro_range: int) -> np.ndarra
         SensorMask.MAG: MAG_SCALE_UT,
     }
     scales = [per_sensor[flag] for flag, _ in _SENSOR_ORDER if sensors & flag for _ in _AXES]
-    return np.asarray(scales, dtype=np.float64)
+    out = np.asarray(scales, dtype=np.float64)
+    out.setflags(write=False)  # cached and shared: nobody may change it
+    return out
 
 
 def packet_size(sensors: int, n_samples: int) -> int:
@@ -393,6 +409,27 @@ class PodPacket:
 
     __hash__ = None  # type: ignore[assignment]  # equal packets may hold different arrays
 
+    @classmethod
+    def _from_checked(cls, header: tuple[int, ...], samples: np.ndarray) -> PodPacket:
+        """Build a packet from fields :func:`decode_packet` has already validated.
+
+        Skips ``__post_init__`` (a third of the decode time): every check it makes was made on
+        the wire bytes, and ``samples`` is already a read-only int16 view of them.
+        """
+        packet = object.__new__(cls)
+        version, sensors, boot_id, seq, _n, rate_code, accel_range, gyro_range, t0_us = header
+        setattr_ = object.__setattr__
+        setattr_(packet, "version", version)
+        setattr_(packet, "boot_id", boot_id)
+        setattr_(packet, "seq", seq)
+        setattr_(packet, "t0_us", t0_us)
+        setattr_(packet, "rate_code", rate_code)
+        setattr_(packet, "accel_range", accel_range)
+        setattr_(packet, "gyro_range", gyro_range)
+        setattr_(packet, "sensors", _MASKS[sensors])
+        setattr_(packet, "samples", samples)
+        return packet
+
 
 _WHAT = "pod packet"
 
@@ -433,53 +470,46 @@ def decode_packet(data: bytes | bytearray | memoryview, *, context: str = _WHAT)
             unknown sensor bits, trailing bytes).
     """
     data = bytes(data)
-    if len(data) < 1:
+    size = len(data)
+    if size < 1:
         raise TruncatedPacketError(context, PACKET_OVERHEAD, 0)
     version = data[0]
     if version != PACKET_VERSION:
-        if len(data) > CRC_SIZE and not crc_matches(data):
+        if size > CRC_SIZE and not crc_matches(data):
             raise _bad_frame(data, context)
         raise UnknownVersionError(context, version, PACKET_VERSION)
-    if len(data) < PACKET_OVERHEAD:
-        raise TruncatedPacketError(context, PACKET_OVERHEAD, len(data))
-    h = HEADER_LAYOUT.decode(data)
-    sensors = h["sensors"]
+    if size < PACKET_OVERHEAD:
+        raise TruncatedPacketError(context, PACKET_OVERHEAD, size)
+    # Field positions come from HEADER_LAYOUT (the declarative table); unpack() is its
+    # tuple fast path, so no dict is built per packet.
+    header = HEADER_LAYOUT.unpack(data)
+    _v, sensors, _boot, _seq, n_samples, rate_code, accel_range, gyro_range, _t0 = header
     if sensors & ~_ALL_SENSORS:
         if not crc_matches(data):
             raise _bad_frame(data, context)
         raise MalformedPacketError(context, f"sensor mask 0x{sensors:02X} sets unknown bits")
-    expected = packet_size(sensors, h["n_samples"])
-    if len(data) < expected:
-        raise TruncatedPacketError(context, expected, len(data))
-    if len(data) > expected:
+    values = n_samples * _CHANNELS[sensors]
+    expected = PACKET_OVERHEAD + 2 * values
+    if size < expected:
+        raise TruncatedPacketError(context, expected, size)
+    if size > expected:
         if not crc_matches(data):
             raise _bad_frame(data, context)
         raise MalformedPacketError(
-            context, f"{len(data)} bytes but the header declares {expected} (trailing bytes)"
+            context, f"{size} bytes but the header declares {expected} (trailing bytes)"
         )
     if not crc_matches(data):
         raise _bad_frame(data, context)
-    if h["n_samples"] == 0 or sensors == 0:
+    if n_samples == 0 or sensors == 0:
         raise MalformedPacketError(
-            context, f"packet carries no samples (n_samples={h['n_samples']}, sensors={sensors})"
+            context, f"packet carries no samples (n_samples={n_samples}, sensors={sensors})"
         )
-    if h["rate_code"] not in RATE_CODES:
-        raise MalformedPacketError(context, f"rate code {h['rate_code']} is unknown")
-    if h["accel_range"] not in ACCEL_RANGES_G:
-        raise MalformedPacketError(context, f"accel range code {h['accel_range']} is unknown")
-    if h["gyro_range"] not in GYRO_RANGES_DPS:
-        raise MalformedPacketError(context, f"gyro range code {h['gyro_range']} is unknown")
-    samples = np.frombuffer(
-        data, dtype=_SAMPLE_DTYPE, offset=HEADER_SIZE, count=h["n_samples"] * channel_count(sensors)
-    )
-    return PodPacket(
-        version=version,
-        boot_id=h["boot_id"],
-        seq=h["seq"],
-        t0_us=h["t0_us"],
-        rate_code=h["rate_code"],
-        accel_range=h["accel_range"],
-        gyro_range=h["gyro_range"],
-        sensors=SensorMask(sensors),
-        samples=samples.reshape(h["n_samples"], -1),
-    )
+    if rate_code not in RATE_CODES:
+        raise MalformedPacketError(context, f"rate code {rate_code} is unknown")
+    if accel_range not in ACCEL_RANGES_G:
+        raise MalformedPacketError(context, f"accel range code {accel_range} is unknown")
+    if gyro_range not in GYRO_RANGES_DPS:
+        raise MalformedPacketError(context, f"gyro range code {gyro_range} is unknown")
+    # A view of the immutable bytes: read-only, no copy.
+    samples = np.frombuffer(data, dtype=_SAMPLE_DTYPE, offset=HEADER_SIZE, count=values)
+    return PodPacket._from_checked(header, samples.reshape(n_samples, -1))

@@ -54,6 +54,8 @@ class SerialGnssConfig:
         queue_size: readings held for ``get`` when no callback is given; when full, the
             oldest is dropped (fresh positions matter more than old ones) and counted.
         policy: what the stream reader does with bad frames.
+        exclusive: lock the port (POSIX ``flock``) so a second reader fails loudly instead of
+            silently stealing half the bytes.
     """
 
     baudrate: int = 115200
@@ -64,6 +66,7 @@ class SerialGnssConfig:
     backoff_max_s: float = 1.0
     queue_size: int = 1024
     policy: BadFramePolicy = BadFramePolicy.LOG
+    exclusive: bool = True
 
     def __post_init__(self) -> None:
         for name in ("read_timeout_s", "backoff_initial_s", "backoff_max_s"):
@@ -145,6 +148,7 @@ class SerialGnssTransport:
         self._thread: threading.Thread | None = None
         self._error: TransportError | None = None
         self._connected = threading.Event()
+        self._last_open_error: BaseException | None = None
 
     # ------------------------------------------------------------------------------ public
 
@@ -235,13 +239,14 @@ class SerialGnssTransport:
 
     # ---------------------------------------------------------------------------- internals
 
-    _last_open_error: BaseException | None = None
-
     def _open_once(self) -> Any:
         serial = self._serial_module
         try:
             return serial.Serial(
-                self.port, self.config.baudrate, timeout=self.config.read_timeout_s
+                self.port,
+                self.config.baudrate,
+                timeout=self.config.read_timeout_s,
+                exclusive=self.config.exclusive or None,
             )
         except (serial.SerialException, OSError) as error:
             self._last_open_error = error

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import errno
+import logging
 import math
 import os
 import random
@@ -54,6 +55,8 @@ __all__ = [
     "as_fix_source",
     "link_load",
 ]
+
+logger = logging.getLogger(__name__)
 
 _EARTH_RADIUS_M = 6_371_000.0
 _NMEA_SENTENCES = ("RMC", "VTG", "GGA", "GSA")
@@ -383,9 +386,13 @@ class SimulatedReceiver:
         t0 = time.monotonic()
         index = 0
         while not self._stop.is_set():
-            data = self.render_epoch(index)
-            if data and self.plugged:
-                self.write_raw(data)
+            try:
+                data = self.render_epoch(index)
+                if data and self.plugged:
+                    self.write_raw(data)
+            except Exception:  # a broken fix source must not die silently on this thread
+                logger.exception("simulated GNSS receiver stopped at epoch %d", index)
+                return
             self.epochs_written += 1
             index += 1
             # Sleep to the absolute deadline so the rate does not drift with write time.

@@ -13,6 +13,7 @@ reflection, no final XOR), appended little-endian after the bytes it covers.
 
 from __future__ import annotations
 
+import binascii
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,13 @@ def crc16_ccitt_false(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -
     Returns:
         The 16-bit CRC as an int.
     """
+    # binascii.crc_hqx is this exact CRC (poly 0x1021, MSB first, no final XOR) in C, ~100x the
+    # speed of the table loop below; the loop stays as the readable reference the tests pin.
+    return binascii.crc_hqx(data, crc)
+
+
+def crc16_ccitt_false_reference(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
+    """Table-driven pure-Python CRC-16/CCITT-FALSE, the reference for firmware authors."""
     table = _CRC_TABLE
     for byte in bytes(data):
         crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ byte) & 0xFF]
@@ -73,7 +81,7 @@ def crc_matches(frame: bytes) -> bool:
     if len(frame) < CRC_SIZE:
         return False
     (carried,) = _CRC_STRUCT.unpack_from(frame, len(frame) - CRC_SIZE)
-    return crc16_ccitt_false(frame[:-CRC_SIZE]) == carried
+    return binascii.crc_hqx(memoryview(frame)[:-CRC_SIZE], 0xFFFF) == carried
 
 
 def carried_crc(frame: bytes) -> int:
@@ -128,6 +136,7 @@ class Layout:
             offsets[f.name] = offset
             offset += struct.calcsize("<" + f.code)
         self.offsets: Mapping[str, int] = offsets
+        self._scaled = any(f.scale is not None for f in self.fields)
 
     @property
     def size(self) -> int:
@@ -159,6 +168,20 @@ class Layout:
                 f"{self.name}: a field does not fit its wire type ({detail}): {exc}; "
                 f"keep each value inside the range PROTOCOL.md gives for it"
             ) from exc
+
+    def unpack(self, data: bytes | memoryview, offset: int = 0) -> tuple[Any, ...]:
+        """Unpack the fields at ``offset`` as a tuple in wire order (scaled fields as floats).
+
+        The hot-path twin of :meth:`decode`: no dict is built, and a layout without scaled
+        fields returns ``struct``'s tuple as is. The caller checks the length first.
+        """
+        raw = self._struct.unpack_from(data, offset)
+        if not self._scaled:
+            return raw
+        return tuple(
+            value * f.scale if f.scale is not None else value
+            for f, value in zip(self.fields, raw, strict=True)
+        )
 
     def decode(self, data: bytes | memoryview, offset: int = 0) -> dict[str, Any]:
         """Unpack the fields at ``offset`` into a dict (scaled fields as floats).

@@ -109,6 +109,7 @@ class Scenario:
         if (
             not isinstance(quality, list)
             or len(quality) != 2
+            or not all(isinstance(q, (int, float)) and not isinstance(q, bool) for q in quality)
             or not 0.0 <= quality[0] <= quality[1] <= 1.0
         ):
             raise ScenarioError(f"{where}: 'quality' must be [low, high] with 0 <= low <= high <= 1")

@@ -101,6 +101,34 @@ class ArraySampleSource:
         return self.samples[idx]
 
 
+def _brake_at_lines(
+    start: np.ndarray, v_w: np.ndarray, lim: np.ndarray, dt: float, brake_s: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity and track of a player who stops at ``+-lim`` instead of running through it.
+
+    Clipping the track alone would leave the velocity (what GNSS Doppler and the IMU see)
+    running on while the position stands still; zeroing it at the line would make the IMU feel
+    a crash into a wall. The velocity lost at the line is instead taken off gradually (a
+    Gaussian of ``brake_s``: hard braking, about 2.5 * v / brake_s m/s^2 at its peak), and the
+    track is integrated from the braked velocity, so positions, speed and acceleration agree.
+    """
+    track = np.clip(start + np.cumsum(v_w, axis=0) * dt, -lim, lim)
+    stopped = np.diff(track, axis=0, prepend=start[None]) / dt
+    sigma = brake_s / dt
+    r = int(3 * sigma)
+    kernel = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    kernel /= kernel.sum()
+    lost = np.pad(stopped - v_w, ((r, r), (0, 0)), mode="edge")
+    smooth = np.column_stack(
+        [np.convolve(lost[:, j], kernel, mode="valid") for j in range(v_w.shape[1])]
+    )
+    # The smoothing looks ahead; fade it in from the cycle's first sample so the velocity
+    # continues the previous cycle's without a jump.
+    fade = np.exp(-0.5 * (np.arange(v_w.shape[0]) / sigma) ** 2)[:, None]
+    v_b = v_w + smooth - smooth[0] * fade
+    return v_b, start + np.cumsum(v_b, axis=0) * dt
+
+
 def _wrap(a: np.ndarray | float) -> np.ndarray | float:
     return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
 
@@ -191,9 +219,13 @@ def simulate_session(
             c, s = np.cos(psi), np.sin(psi)
             v_w = np.column_stack([v_f * c - v_l * s, v_f * s + v_l * c])
             p = cur_pos[i] + np.cumsum(v_w, axis=0) * dt
-            # Touchlines: players stop at the edge rather than leave the pitch.
-            lim = np.array([length / 2 + 3.0, width / 2 + 3.0])
-            p = np.clip(p, -lim, lim)
+            # Touchlines: players stop at the edge rather than leave the pitch. Both modalities
+            # must see the stop, so the velocity is braked and the track re-integrated from it.
+            lim = np.maximum([length / 2 + 3.0, width / 2 + 3.0], np.abs(cur_pos[i]))
+            if (np.abs(p) > lim).any():
+                v_w, p = _brake_at_lines(cur_pos[i], v_w, lim, dt)
+            v_f = v_w[:, 0] * c + v_w[:, 1] * s
+            v_l = v_w[:, 1] * c - v_w[:, 0] * s
 
             # Stride: cadence and bounce follow speed; poorer execution strides less evenly.
             speed = np.abs(v_f) + 0.6 * np.abs(v_l)

@@ -160,7 +160,13 @@ def load_run(run: str | Path, device: str = "cpu") -> tuple[MultimodalCnnLstm, R
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{weights} cannot be read ({exc}); the file is corrupt, retrain") from None
     model = MultimodalCnnLstm(info.model)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # same layer names, other sizes
+        raise CheckpointError(
+            f"{weights} does not match its config.json ({str(exc).splitlines()[-1].strip()}): "
+            "the weights come from another model; retrain"
+        ) from None
     if missing or unexpected:
         raise CheckpointError(
             f"{weights} does not match its config.json (missing {missing[:3]}, unexpected "

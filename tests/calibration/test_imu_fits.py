@@ -54,9 +54,7 @@ def test_sphere_mapping_recovers_a_known_ellipsoid(pod: SimulatedImu) -> None:
     fit = fit_sphere_mapping(pts, G)
     np.testing.assert_allclose(fit.center, pod.accel_bias, atol=1e-6)
     # M is determined up to a rotation: compare the rotation-free parts.
-    np.testing.assert_allclose(
-        fit.matrix, symmetric_polar_factor(pod.true_accel_matrix), atol=1e-8
-    )
+    np.testing.assert_allclose(fit.matrix, symmetric_polar_factor(pod.true_accel_matrix), atol=1e-8)
     assert fit.residual_rms < 1e-8
     assert np.all(np.isfinite(fit.param_std))
 
@@ -141,26 +139,29 @@ def test_poses_in_one_hemisphere_are_refused(pod) -> None:
         up = random_rotation(rng).T @ [0, 0, G]
         if up[2] > 3.0:  # only +Z-ish faces up: bias and scale along z are not separable
             pts.append(pod.accel_response @ up + pod.accel_bias)
-    with pytest.raises(CalibrationError, match="do not span enough directions.*faces never up: .*-Z"):
+    with pytest.raises(
+        CalibrationError, match="do not span enough directions.*faces never up: .*-Z"
+    ):
         fit_accelerometer(np.array(pts))
 
 
 def test_tilted_six_position_pose_is_refused(pod) -> None:
     means = _face_means(pod, ["+Z", "-Z", "+X", "-X", "+Y", "-Y"])
-    tilt = np.radians(12.0)
-    # -X pose held 12 deg off: rotate its gravity vector about y.
+    tilt = np.radians(4.0)
+    # -X pose held 4 deg off level: rotate its gravity vector about y.
     up = np.array([-np.cos(tilt), 0.0, np.sin(tilt)]) * G
-    means[3] = pod.accel_response @ up + pod.accel_bias
-    with pytest.raises(
-        CalibrationError,
-        match=r"the six poses disagree with each other .* a pose was not level or the pod moved",
-    ):
-        fit_accelerometer(means)
-    # A gross tilt is named directly.
-    up = np.array([-np.cos(0.5), 0.0, np.sin(0.5)]) * G
     means[3] = pod.accel_response @ up + pod.accel_bias
     with pytest.raises(CalibrationError, match=r"pose -X up \(pose 4\) was held .* from level"):
         fit_accelerometer(means)
+
+
+def test_six_position_cannot_see_a_push_along_gravity(pod) -> None:
+    # Documented limit: 6 poses have no redundancy along gravity; only the stillness checks
+    # (std and drift inside each pose) protect the six-position method from a pushed pose.
+    means = _face_means(pod, ["+Z", "-Z", "+X", "-X", "+Y", "-Y"])
+    means[4] = (means[4] - pod.accel_bias) * 1.04 + pod.accel_bias
+    fit = fit_accelerometer(means)
+    assert fit.residual_rms < 0.1  # mostly absorbed: accepted, not refused
 
 
 def test_a_moving_pose_shows_as_residual(pod) -> None:

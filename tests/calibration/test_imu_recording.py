@@ -110,7 +110,9 @@ def test_shape_mismatch() -> None:
 
 def test_accelerometer_in_g_is_detected(random_pose_recording) -> None:
     rec = dataclasses.replace(random_pose_recording, accel=random_pose_recording.accel / 9.80665)
-    with pytest.raises(CalibrationError, match=r"gravity in g, not m/s\^2.*multiply ax, ay, az by 9.80665"):
+    with pytest.raises(
+        CalibrationError, match=r"gravity in g, not m/s\^2.*multiply ax, ay, az by 9.80665"
+    ):
         check_accel_units(rec)
 
 

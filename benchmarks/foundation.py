@@ -1,0 +1,95 @@
+"""Foundation benchmark: the default simulated benchmark, the ablation, and epoch timings.
+
+    .venv/bin/python benchmarks/foundation.py [--quick] [--device cuda]
+
+1. Simulates the default benchmark (5v5, 4 sessions x 5 min, seed 1: 40 players).
+2. Runs the ablation (CNN only, +LSTM, +attention, +multitask) on a grouped split and scores
+   every row on the same held-out players.
+3. Times one training epoch of the ``paper`` size on this machine's device(s).
+Prints a table and writes benchmarks/results/foundation.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from fusion_edge.cli.toolkit_commands import print_ablation
+from fusion_edge.scenarios import get_scenario
+from fusion_edge.toolkit.ablation import run_ablation
+from fusion_edge.toolkit.dataset import Dataset
+from fusion_edge.toolkit.model import ModelConfig
+from fusion_edge.toolkit.scenario_dataset import simulate_dataset
+from fusion_edge.toolkit.train import TrainConfig, train
+
+console = Console()
+
+
+def epoch_seconds(ds: Dataset, size: str, device: str, epochs: int = 3) -> float:
+    """Median seconds per training epoch (full training split, validation included)."""
+    cfg = ModelConfig.for_dataset(ds.spec, size)
+    res = train(ds, cfg, TrainConfig(epochs=epochs, device=device, early_stop_patience=epochs + 1), show_progress=False)
+    return res.epoch_seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default="benchmarks/results/data-foundation")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="fewer epochs, for a smoke run")
+    parser.add_argument("--skip-ablation", action="store_true")
+    parser.add_argument("--device", action="append", default=None, help="devices to time (default: cpu, and cuda if present)")
+    parser.add_argument("--out", default="benchmarks/results/foundation.json")
+    args = parser.parse_args()
+    epochs = 5 if args.quick else args.epochs
+
+    t = time.perf_counter()
+    summary = simulate_dataset([get_scenario("5v5")], args.data, seed=1, duration_s=300, sessions=4, overwrite=True)
+    sim_s = time.perf_counter() - t
+    ds = Dataset.open(args.data)
+    result: dict = {
+        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
+                    "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "dataset": {**summary, "simulate_seconds": sim_s},
+    }
+    if not args.skip_ablation:
+        abl = run_ablation(ds, config=TrainConfig(epochs=epochs, seed=0), log=lambda m: console.print(f"  {m}"))
+        print_ablation(abl)
+        result["ablation"] = abl
+        rows = {r["name"]: r["tasks"] for r in abl["rows"]}
+        full, cnn = rows["+multitask"]["action"]["accuracy"], rows["CNN only"]["action"]["accuracy"]
+        result["targets"] = {
+            "full_action_accuracy": full,
+            "full_minus_cnn_points": 100 * (full - cnn),
+            "every_step_helps_action": all(
+                rows[b]["action"]["accuracy"] >= rows[a]["action"]["accuracy"]
+                for a, b in zip(list(rows)[:-1], list(rows)[1:])
+            ),
+        }
+    devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    timings = {d: epoch_seconds(ds, "paper", d) for d in devices}
+    result["paper_epoch_seconds"] = timings
+    table = Table(title="paper-size training epoch")
+    table.add_column("device")
+    table.add_column("s / epoch", justify="right")
+    for d, s in timings.items():
+        table.add_row(d, f"{s:.2f}")
+    if "cpu" in timings and "cuda" in timings:
+        result["paper_epoch_speedup"] = timings["cpu"] / timings["cuda"]
+        table.add_row("speedup", f"{result['paper_epoch_speedup']:.1f}x")
+    console.print(table)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    console.print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

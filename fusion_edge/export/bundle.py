@@ -1,0 +1,139 @@
+"""The manifest export writes: what the box needs to rebuild pre- and post-processing.
+
+Reading and verifying a bundle lives in `fusion_edge.runtime.bundle` (the box has no torch);
+this module only assembles the manifest from a training run and writes the report files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fusion_edge import __version__
+from fusion_edge.toolkit.checkpoint import RunInfo
+from fusion_edge.toolkit.model import ModelConfig
+
+__all__ = ["build_manifest", "onnx_metadata", "write_report"]
+
+
+def _inputs(info: RunInfo) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": m.name,
+            "channels": list(m.channels),
+            "units": list(m.units),
+            "sample_rate_hz": m.sample_rate_hz,
+            "window_samples": m.window_samples,
+            "hop_seconds": info.dataset.hop_seconds,
+            "dtype": "float32",
+            "layout": "[batch, channels, samples]",
+        }
+        for m in info.dataset.modalities
+        if any(m.name == name for name, _, _ in info.model.modalities)
+    ]
+
+
+def _tasks(info: RunInfo, config: ModelConfig) -> list[dict[str, Any]]:
+    out = []
+    for name, kind, n in config.tasks:
+        task = info.dataset.task(name)
+        entry: dict[str, Any] = {"name": name, "kind": kind, "output": name}
+        if kind == "class":
+            entry.update(labels=list(task.labels), num_classes=n, output_meaning="logits")
+        else:
+            entry.update(value_range=list(task.value_range or (0.0, 1.0)), output_meaning="value in range")
+        out.append(entry)
+    return out
+
+
+def onnx_metadata(info: RunInfo, config: ModelConfig, export_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata embedded in every ONNX file, so a lone file still says what it is."""
+    return {
+        "version": __version__,
+        "model_config": config.to_json(),
+        "tasks": _tasks(info, config),
+        "inputs": _inputs(info),
+        "normalization": info.normalization.to_json(),
+        "preprocessing": dict(info.dataset.preprocessing),
+        "export_config": dict(export_config),
+    }
+
+
+def build_manifest(
+    info: RunInfo,
+    config: ModelConfig,
+    *,
+    export_config: Mapping[str, Any],
+    fallback_variant: str,
+    fallback_file: str,
+    escalation_threshold: float,
+    pruning: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything of the manifest except ``format``, ``format_version`` and ``variants``
+    (which `fusion_edge.runtime.bundle.BundleWriter` adds)."""
+    return {
+        "model_name": Path(info.path).name,
+        "fusion_edge_version": __version__,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source_run": str(info.path),
+        "inputs": _inputs(info),
+        "preprocessing": dict(info.dataset.preprocessing),
+        "normalization": info.normalization.to_json(),
+        "tasks": _tasks(info, config),
+        "model_config": config.to_json(),
+        "fallback": {
+            "variant": fallback_variant,
+            "file": fallback_file,
+            "escalation_threshold": float(escalation_threshold),
+            "rule": "escalate a window to the fallback when any class head's top softmax "
+                    "probability is below the threshold, or when the variant fails to run",
+        },
+        "pruning": dict(pruning) if pruning else None,
+        "export_config": dict(export_config),
+    }
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v * 100:.1f}%" if pct else f"{v:.3g}"
+    return str(v)
+
+
+def write_report(folder: Path, rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
+    """``report.json`` (everything) and ``report.md`` (the table) in ``folder``."""
+    doc = {"rows": list(rows), **extra}
+    (folder / "report.json").write_text(json.dumps(doc, indent=2))
+    heads = sorted({k for r in rows for k in r.get("headline", {})}, key=str)
+    squad = extra.get("squad_size", 22)
+    cols = ["variant", "status", "size", *heads, "ms @1", f"ms @{squad}", "x vs fp32 ort", "x vs torch",
+            "delta prev", "delta fp32"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lat = r.get("latency_ms") or {}
+        cells = [
+            r["variant"], r["status"], _size(r.get("size_bytes")),
+            *[_fmt(r.get("headline", {}).get(h)) for h in heads],
+            _fmt(lat.get("batch_1")), _fmt(lat.get(f"batch_{squad}")),
+            _fmt(r.get("speedup_vs_fp32_ort")), _fmt(r.get("speedup_vs_torch")),
+            _deltas(r.get("delta_prev")), _deltas(r.get("delta_fp32")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"- {n}" for n in extra.get("notes", [])]
+    (folder / "report.md").write_text("\n".join(["# Export report", "", *lines, "", *notes, ""]))
+
+
+def _size(n: Any) -> str:
+    if not n:
+        return "-"
+    return f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
+def _deltas(d: Mapping[str, float] | None) -> str:
+    if not d:
+        return "-"
+    return ", ".join(f"{k} {v:+.3f}" for k, v in d.items())

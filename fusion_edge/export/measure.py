@@ -1,0 +1,141 @@
+"""How export measures a variant: accuracy on held-out windows and latency, the same way for all.
+
+Accuracy uses `fusion_edge.toolkit.train.task_metrics` (the keys `evaluate` reports).
+Latency is the median wall time of one call after warm-up, on the CPU with onnxruntime's
+default threads (or PyTorch eager, for the reference row), at batch 1 (one player) and at the
+squad size (every player in one call, as the box batches each hop).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fusion_edge.export.onnx_export import onnx_session, run_onnx
+from fusion_edge.toolkit.dataset import DatasetSpec
+from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
+from fusion_edge.toolkit.train import task_metrics
+
+__all__ = ["HeldOut", "AccuracyBudget", "score_onnx", "score_torch", "latency_ms", "onnx_latency", "torch_latency", "budget_check", "headline"]
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Normalized held-out windows and their targets, in the model's input / task order."""
+
+    inputs: tuple[np.ndarray, ...]
+    targets: tuple[np.ndarray, ...]
+    split: str
+
+    @property
+    def size(self) -> int:
+        """Number of windows."""
+        return int(self.inputs[0].shape[0])
+
+
+@dataclass(frozen=True)
+class AccuracyBudget:
+    """What a compressed variant may cost against FP32.
+
+    Attributes:
+        max_accuracy_drop: Per class head, in accuracy points as a fraction (0.005 = 0.5 points).
+        max_relative_error_increase: Per regression head, relative increase of its relative error.
+    """
+
+    max_accuracy_drop: float = 0.005
+    max_relative_error_increase: float = 0.10
+
+
+def score_onnx(path: str | Path, config: ModelConfig, spec: DatasetSpec, data: HeldOut) -> dict[str, Any]:
+    """Task metrics of an ONNX file on held-out windows (onnxruntime CPU)."""
+    outs = run_onnx(onnx_session(path), data.inputs)
+    return task_metrics(config, spec, outs, list(data.targets))
+
+
+def score_torch(model: MultimodalCnnLstm, spec: DatasetSpec, data: HeldOut) -> dict[str, Any]:
+    """Task metrics of the PyTorch model on held-out windows."""
+    from fusion_edge.toolkit.train import predict
+
+    outs = predict(model, [torch.from_numpy(x) for x in data.inputs])
+    return task_metrics(model.config, spec, outs, list(data.targets))
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, float]:
+    """One number per task: accuracy for class heads, relative error for regression heads."""
+    return {k: float(v["accuracy"] if "accuracy" in v else v["relative_error"]) for k, v in metrics.items()}
+
+
+def budget_check(
+    reference: dict[str, Any], candidate: dict[str, Any], budget: AccuracyBudget
+) -> tuple[bool, dict[str, Any]]:
+    """Whether ``candidate`` stays within ``budget`` of ``reference``, and by how much.
+
+    Returns:
+        ``(ok, {"loss": ..., "per_task": {task: {"delta": ..., "ok": ...}}})``; ``loss`` sums the
+        overshoot of every head (0 when all are within budget) and ranks candidates.
+    """
+    per: dict[str, Any] = {}
+    loss = 0.0
+    for task, ref in reference.items():
+        cand = candidate[task]
+        if "accuracy" in ref:
+            delta = cand["accuracy"] - ref["accuracy"]
+            over = max(0.0, -delta - budget.max_accuracy_drop)
+            per[task] = {"delta": delta, "ok": over == 0.0}
+            loss += over + max(0.0, -delta) * 1e-3
+        else:
+            base = max(ref["relative_error"], 1e-9)
+            rel = (cand["relative_error"] - ref["relative_error"]) / base
+            over = max(0.0, rel - budget.max_relative_error_increase)
+            per[task] = {"relative_increase": rel, "ok": over == 0.0}
+            loss += over + max(0.0, rel) * 1e-3
+    return all(p["ok"] for p in per.values()), {"loss": loss, "per_task": per}
+
+
+def latency_ms(fn: Callable[[], Any], *, warmup: int = 5, runs: int = 30) -> float:
+    """Median milliseconds of ``fn()`` over ``runs`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+def _batch(inputs: Sequence[np.ndarray], b: int) -> list[np.ndarray]:
+    idx = np.arange(b) % inputs[0].shape[0]
+    return [np.ascontiguousarray(x[idx]) for x in inputs]
+
+
+def onnx_latency(path: str | Path, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int = 30) -> dict[str, float]:
+    """``{"batch_1": ms, "batch_22": ms, ...}`` for an ONNX file on onnxruntime CPU."""
+    sess = onnx_session(path)
+    names = [i.name for i in sess.get_inputs()]
+    res = {}
+    for b in batches:
+        feed = dict(zip(names, _batch(inputs, b), strict=True))
+        res[f"batch_{b}"] = latency_ms(lambda feed=feed: sess.run(None, feed), runs=runs)
+    return res
+
+
+def torch_latency(model: MultimodalCnnLstm, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int = 30) -> dict[str, float]:
+    """Same as `onnx_latency` for the PyTorch model in eager mode (the reference)."""
+    model = model.cpu().eval()
+    res = {}
+    for b in batches:
+        xs = [torch.from_numpy(x) for x in _batch(inputs, b)]
+
+        def call(xs: list[torch.Tensor] = xs) -> None:
+            with torch.inference_mode():
+                model(*xs)
+
+        res[f"batch_{b}"] = latency_ms(call, runs=runs)
+    return res

@@ -1,0 +1,330 @@
+"""``export(run, data, out, ExportConfig(...))``: prune, export, quantize, measure, bundle.
+
+Order of work (each step is checked before the next):
+
+1. Refuse bad input before writing anything: unknown precision or format, a checkpoint from
+   another version, a dataset that does not match the run, too few calibration windows.
+2. Optionally prune and fine-tune (`prune.py`).
+3. FP32 ONNX (`onnx_export.py`), checked at batch 1 and at the squad size and against PyTorch.
+4. FP16 and INT8 variants (`quantize.py`), INT8 calibrated on the run's training windows and
+   with float exclusions chosen on the validation windows.
+5. Accuracy on the run's held-out test players and latency for every variant (`measure.py`).
+6. The bundle, written atomically (`fusion_edge.runtime.bundle.BundleWriter`), with
+   ``report.md`` / ``report.json``; then optionally TensorRT engines (`tensorrt.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusion_edge.calibration.quant_sets import CalibrationSet, select_calibration_windows
+from fusion_edge.errors import CalibrationError, ConfigError, DatasetError
+from fusion_edge.export.bundle import build_manifest, onnx_metadata, write_report
+from fusion_edge.export.measure import (
+    AccuracyBudget,
+    HeldOut,
+    budget_check,
+    headline,
+    onnx_latency,
+    score_onnx,
+    score_torch,
+    torch_latency,
+)
+from fusion_edge.export.onnx_export import check_onnx, export_onnx
+from fusion_edge.export.quantize import (
+    choose_int8_exclusions,
+    convert_fp16,
+    node_groups,
+    quantize_int8_tensorrt,
+)
+from fusion_edge.runtime.bundle import BundleWriter, Precision
+from fusion_edge.toolkit.checkpoint import RunInfo, load_run
+from fusion_edge.toolkit.dataset import Dataset
+from fusion_edge.toolkit.evaluate import check_compatible, select_windows
+
+__all__ = ["Precision", "ExportFormat", "ExportConfig", "ExportResult", "export"]
+
+log = logging.getLogger(__name__)
+
+
+class ExportFormat(str, Enum):
+    """Artifact formats: ONNX files in the bundle, TensorRT engines in the engine cache."""
+
+    ONNX = "onnx"
+    ENGINE = "engine"
+
+
+def _choices(values: Any, enum: type[Enum], what: str) -> tuple[str, ...]:
+    if isinstance(values, str):
+        values = [v for v in values.split(",") if v.strip()]
+    out = []
+    for v in values:
+        v = str(getattr(v, "value", v)).strip().lower()
+        if v not in {e.value for e in enum}:
+            raise ConfigError(f"unknown {what} {v!r}; choose from {', '.join(e.value for e in enum)}")
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise ConfigError(f"no {what} given; choose from {', '.join(e.value for e in enum)}")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How to export; serialized into the manifest so every bundle says how it was made.
+
+    Attributes:
+        prune_ratio: Share of units removed per layer (0: no pruning).
+        precisions: Any of ``fp32``, ``fp16``, ``int8`` (fp32 is always made: it is the fallback).
+        formats: ``onnx`` (always) and optionally ``engine`` (TensorRT, where it is installed).
+        squad_size: Players per hop on the kit: the batch checked and timed, the engine's max batch.
+        calibration_windows: Training windows used to calibrate INT8.
+        stratify_by: Tasks / groups the calibration sample is stratified by.
+        escalation_threshold: Top-class probability under which the box escalates to FP32.
+        fine_tune_epochs: Epochs of recovery training after pruning.
+        latency_runs: Timed runs per latency figure (after warm-up).
+        max_accuracy_drop: INT8 budget per class head (fraction: 0.005 = 0.5 points).
+        max_relative_error_increase: INT8 budget per regression head (relative).
+        seed: Seed for calibration sampling and fine-tuning.
+    """
+
+    prune_ratio: float = 0.0
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    formats: tuple[str, ...] = ("onnx",)
+    squad_size: int = 22
+    calibration_windows: int = 256
+    stratify_by: tuple[str, ...] = ("action", "session")
+    escalation_threshold: float = 0.6
+    fine_tune_epochs: int = 3
+    latency_runs: int = 30
+    max_accuracy_drop: float = 0.005
+    max_relative_error_increase: float = 0.10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        precisions = _choices(self.precisions, Precision, "precision")
+        if "fp32" not in precisions:
+            precisions = ("fp32", *precisions)  # the fallback and the reference
+        object.__setattr__(self, "precisions", precisions)
+        formats = _choices(self.formats, ExportFormat, "format")
+        if "onnx" not in formats:
+            formats = ("onnx", *formats)  # engines are built from the bundle's ONNX
+        object.__setattr__(self, "formats", formats)
+        object.__setattr__(self, "stratify_by", tuple(self.stratify_by))
+        if not 0.0 <= float(self.prune_ratio) < 0.95:
+            raise ConfigError(f"--prune must be in [0, 0.95), got {self.prune_ratio}")
+        if int(self.squad_size) < 1:
+            raise ConfigError(f"squad size must be >= 1, got {self.squad_size}")
+        if not 0.0 <= float(self.escalation_threshold) <= 1.0:
+            raise ConfigError(f"escalation threshold must be in [0, 1], got {self.escalation_threshold}")
+        if int(self.latency_runs) < 1:
+            raise ConfigError(f"latency runs must be >= 1, got {self.latency_runs}")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ExportConfig:
+        """Inverse of `to_json`; refuses unknown keys."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"export config has unknown keys {sorted(unknown)}; remove them")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+@dataclass
+class ExportResult:
+    """What `export` produced: the bundle folder, the report rows and notes."""
+
+    bundle: Path
+    rows: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _held_out(info: RunInfo, ds: Dataset, idx: np.ndarray, split: str) -> HeldOut:
+    return HeldOut(
+        inputs=tuple(info.normalization.apply(n, ds.inputs[n][idx]) for n, _, _ in info.model.modalities),
+        targets=tuple(ds.targets[n][idx] for n, _, _ in info.model.tasks),
+        split=split,
+    )
+
+
+def _calibration(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> CalibrationSet:
+    pool = info.split.indices(ds.player.astype(str), "train")
+    if pool.size == 0:
+        raise CalibrationError(
+            f"{ds.root} holds none of the run's training players, so INT8 cannot be calibrated on "
+            "training windows; pass the dataset the run was trained on with --data"
+        )
+    stratify = tuple(k for k in cfg.stratify_by if k in ds.targets or k in ("session", "player"))
+    idx = select_calibration_windows(ds, cfg.calibration_windows, stratify_by=stratify, seed=cfg.seed, pool=pool)
+    inputs = {n: info.normalization.apply(n, ds.inputs[n][idx]) for n, _, _ in info.model.modalities}
+    return CalibrationSet(inputs, idx, {"stratify_by": ",".join(stratify), "seed": str(cfg.seed)})
+
+
+def export(
+    run: str | Path,
+    data: str | Path,
+    out: str | Path,
+    config: ExportConfig = ExportConfig(),
+    *,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export a training run to a bundle folder (see module docstring for the steps).
+
+    Args:
+        run: Training run folder.
+        data: The dataset the run was trained on (held-out players are scored, training
+            players calibrate INT8).
+        out: Bundle folder to create.
+        config: What to make.
+        overwrite: Replace an existing bundle at ``out`` (only once the new one is complete).
+        progress: Called with one line per step.
+
+    Raises:
+        FusionEdgeError: CheckpointError, DatasetError, CalibrationError, ConfigError or
+            BundleError naming what is wrong; nothing is left at ``out`` then.
+    """
+    say = progress or (lambda _m: None)
+    model, info = load_run(run)
+    ds = Dataset.open(data)
+    check_compatible(info, ds)
+    test_idx, split = select_windows(info, ds)
+    if test_idx.size == 0:
+        raise DatasetError(f"{data} has no windows of the run's test players to score the export on")
+    held = _held_out(info, ds, test_idx, split)
+    val_idx = info.split.indices(ds.player.astype(str), "val")
+    tune = _held_out(info, ds, val_idx, "val") if val_idx.size else held
+    calib = _calibration(info, ds, config) if "int8" in config.precisions else None
+    batches = sorted({1, int(config.squad_size)})
+    runs = int(config.latency_runs)
+    spec = ds.spec
+    notes: list[str] = []
+    rows: list[dict[str, Any]] = []
+
+    torch_metrics = score_torch(model, spec, held)
+    rows.append({"variant": "pytorch", "status": "reference", "precision": "fp32",
+                 "metrics": torch_metrics, "headline": headline(torch_metrics),
+                 "latency_ms": torch_latency(model, held.inputs, batches, runs)})
+    pruning = None
+    if config.prune_ratio > 0:
+        from fusion_edge.export.prune import fine_tune, prune_model, prune_report
+
+        say(f"pruning {config.prune_ratio:.0%} of units, fine-tuning {config.fine_tune_epochs} epochs")
+        small = prune_model(model, config.prune_ratio)
+        small = fine_tune(small, ds, info.split, info.normalization, epochs=config.fine_tune_epochs, seed=config.seed)
+        pruning = prune_report(model, small, config.prune_ratio, config.fine_tune_epochs).to_json()
+        model = small
+        m = score_torch(model, spec, held)
+        rows.append({"variant": f"pytorch pruned {config.prune_ratio:.0%}", "status": "reference",
+                     "precision": "fp32", "metrics": m, "headline": headline(m),
+                     "latency_ms": torch_latency(model, held.inputs, batches, runs)})
+    torch_ref = rows[-1]
+    mcfg = model.config
+    budget = AccuracyBudget(config.max_accuracy_drop, config.max_relative_error_increase)
+    meta = onnx_metadata(info, mcfg, config.to_json())
+
+    with BundleWriter(Path(out), overwrite=overwrite) as writer:
+        def add(name: str, file: str, precision: str, target: str, parity: dict | None, extra: dict) -> dict:
+            path = writer.path(file)
+            metrics = score_onnx(path, mcfg, spec, held)
+            lat = onnx_latency(path, held.inputs, batches, runs)
+            entry = writer.add_variant({
+                "name": name, "file": file, "precision": precision, "format": "onnx", "target": target,
+                "metrics": metrics, "latency_ms": lat, "parity": parity, **extra,
+            })
+            rows.append({"variant": name, "status": extra.get("status", "ok"), "precision": precision,
+                         "size_bytes": entry["size_bytes"], "metrics": metrics, "headline": headline(metrics),
+                         "latency_ms": lat})
+            return entry
+
+        say("exporting FP32 ONNX")
+        fp32 = writer.path("model_fp32.onnx")
+        export_onnx(model, fp32, metadata={**meta, "precision": "fp32"})
+        parity = check_onnx(fp32, model, held.inputs, precision="fp32", squad_size=config.squad_size)
+        add("fp32", "model_fp32.onnx", "fp32", "onnxruntime", parity["parity"], {})
+        reference = rows[-1]["metrics"]
+        if "fp16" in config.precisions:
+            say("converting to FP16")
+            convert_fp16(fp32, writer.path("model_fp16.onnx"))
+            parity = check_onnx(writer.path("model_fp16.onnx"), model, held.inputs, precision="fp16",
+                                squad_size=config.squad_size)
+            add("fp16", "model_fp16.onnx", "fp16", "onnxruntime-gpu / tensorrt", parity["parity"],
+                {"kept_float": ["LSTM"]})
+        if calib is not None:
+            say(f"quantizing INT8 (CPU) with {len(calib)} calibration windows")
+            fp32_val = score_onnx(fp32, mcfg, spec, tune)
+
+            def judge(path: Path) -> tuple[bool, dict[str, Any]]:
+                return budget_check(fp32_val, score_onnx(path, mcfg, spec, tune), budget)
+
+            groups = node_groups(fp32, mcfg.tasks)
+            _, trials = choose_int8_exclusions(fp32, writer.path("model_int8_cpu.onnx"), calib, groups, judge)
+            chosen = next((t for t in trials if t.within_budget), min(trials, key=lambda t: t.score["loss"]))
+            status = "ok" if chosen.within_budget else "over budget"
+            if not chosen.within_budget:
+                notes.append("INT8 CPU stays outside the accuracy budget on the validation players even "
+                             f"with {list(chosen.excluded_groups) or 'nothing'} kept in float; the box "
+                             "should prefer FP16/FP32")
+            parity = check_onnx(writer.path("model_int8_cpu.onnx"), model, held.inputs, precision="int8",
+                                squad_size=config.squad_size) if chosen.within_budget else None
+            add("int8_cpu", "model_int8_cpu.onnx", "int8", "onnxruntime-cpu",
+                parity["parity"] if parity else None,
+                {"status": status, "kept_float": list(chosen.excluded_groups),
+                 "calibration": {"windows": len(calib), **dict(calib.meta)},
+                 "selection": [{"kept_float": list(t.excluded_groups), "within_budget": t.within_budget,
+                                "loss": t.score["loss"], "size_bytes": t.size_bytes} for t in trials]})
+            say("quantizing INT8 Q/DQ for TensorRT")
+            quantize_int8_tensorrt(fp32, writer.path("model_int8_qdq.onnx"), calib)
+            add("int8_qdq_tensorrt", "model_int8_qdq.onnx", "int8", "tensorrt", None,
+                {"kept_float": ["LSTM"], "note": "accuracy and latency measured with onnxruntime CPU"})
+        _relate(rows, reference, torch_ref)
+        manifest = build_manifest(info, mcfg, export_config=config.to_json(), fallback_variant="fp32",
+                                  fallback_file="model_fp32.onnx",
+                                  escalation_threshold=config.escalation_threshold, pruning=pruning)
+        extra = {"squad_size": config.squad_size, "split": held.split, "windows": held.size, "notes": notes,
+                 "pruning": pruning, "export_config": config.to_json()}
+        write_report(writer.folder, rows, extra)  # type: ignore[arg-type]
+        bundle = writer.commit(manifest)
+
+    if "engine" in config.formats:
+        from fusion_edge.export.tensorrt import build_engines
+
+        say("building TensorRT engines")
+        for r in build_engines(bundle, max_batch=config.squad_size):
+            rows.append(r)
+            if r["status"] != "ok":
+                notes.append(f"engine {r['variant']}: {r['status']}; the bundle still runs on onnxruntime")
+        write_report(bundle, rows, {**extra, "notes": notes})
+    from fusion_edge.runtime.bundle import read_manifest
+
+    return ExportResult(bundle, rows, notes, read_manifest(bundle))
+
+
+def _relate(rows: list[dict[str, Any]], fp32_metrics: dict[str, Any], torch_row: dict[str, Any]) -> None:
+    """Fill speedups and accuracy deltas (vs the previous row and vs FP32 ONNX)."""
+    fp32_row = next(r for r in rows if r["variant"] == "fp32")
+    base_h = headline(fp32_metrics)
+    prev = None
+    for r in rows:
+        lat, h = r.get("latency_ms") or {}, r.get("headline") or {}
+        key = max(lat, key=lambda k: int(k.split("_")[1])) if lat else None
+        if key:
+            r["speedup_vs_fp32_ort"] = fp32_row["latency_ms"][key] / lat[key]
+            r["speedup_vs_torch"] = torch_row["latency_ms"][key] / lat[key]
+        if prev is not None and h:
+            r["delta_prev"] = {k: h[k] - prev[k] for k in h if k in prev}
+        if h and r["variant"] not in ("pytorch",):
+            r["delta_fp32"] = {k: h[k] - base_h[k] for k in h if k in base_h}
+        prev = h or prev
+

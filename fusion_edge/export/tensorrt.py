@@ -1,0 +1,181 @@
+"""TensorRT engines built from a bundle's ONNX files (TensorRT 10 Python API).
+
+An engine is specific to the TensorRT version and the GPU it was built on, so engines do not go
+into the bundle: they go into an engine cache keyed by TensorRT version, GPU name and the
+variant's sha256, and are rebuilt on a new box or after an upgrade. A failed build says why
+and leaves the bundle as it was: the box then runs the ONNX files with onnxruntime.
+
+* FP32 / FP16 variants: built from the FP32 file (FP16 with ``BuilderFlag.FP16``: TensorRT
+  chooses FP16 kernels itself and keeps the LSTM where it is precise).
+* INT8: built from the explicit Q/DQ file (``model_int8_qdq.onnx``) with ``BuilderFlag.INT8``
+  and ``FP16``; the Q/DQ scales in the file are used, no TensorRT calibrator runs.
+
+One optimization profile per engine: batch 1 (min), half the squad (opt), the squad (max).
+
+NOTE: written against the documented TensorRT 10 API and not run in this repository's CI (no
+GPU, no tensorrt package); tests are marked ``tensorrt`` and skip where it does not import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fusion_edge.errors import BackendError, ConfigError, MissingDependencyError
+from fusion_edge.runtime.bundle import verify_bundle
+
+__all__ = ["default_cache_dir", "engine_cache_key", "build_engine", "build_engines", "ENGINE_PLANS"]
+
+# precision -> (variant whose ONNX file the engine is built from, builder flags)
+ENGINE_PLANS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fp32": ("fp32", ()),
+    "fp16": ("fp32", ("FP16",)),
+    "int8": ("int8_qdq_tensorrt", ("INT8", "FP16")),
+}
+
+
+def _trt() -> Any:
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingDependencyError("tensorrt", "gpu", "Building TensorRT engines") from None
+    return trt
+
+
+def default_cache_dir() -> Path:
+    """``$FUSION_EDGE_ENGINE_CACHE`` or ``~/.cache/fusion-edge/engines``."""
+    env = os.environ.get("FUSION_EDGE_ENGINE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "fusion-edge" / "engines"
+
+
+def _gpu_name() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return os.environ.get("FUSION_EDGE_GPU_NAME", "unknown-gpu")
+
+
+def engine_cache_key(trt_version: str, gpu_name: str, variant_sha256: str, precision: str, max_batch: int) -> str:
+    """File name of an engine in the cache: everything that makes an engine invalid is in it."""
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower()
+    return f"trt{trt_version}_{gpu}_{variant_sha256[:16]}_{precision}_b{max_batch}.engine"
+
+
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    input_shapes: Mapping[str, tuple[int, int]],
+    max_batch: int,
+    flags: tuple[str, ...] = (),
+    workspace_bytes: int = 1 << 30,
+) -> Path:
+    """Parse ``onnx_path`` and serialize an engine to ``engine_path``.
+
+    Args:
+        onnx_path: The ONNX file (dynamic batch axis).
+        engine_path: Where to write the serialized engine (written atomically).
+        input_shapes: Input name -> (channels, samples), for the optimization profile.
+        max_batch: Largest batch (the kit's player count).
+        flags: ``BuilderFlag`` names, e.g. ``("FP16",)`` or ``("INT8", "FP16")``.
+        workspace_bytes: Builder workspace memory pool limit.
+
+    Raises:
+        MissingDependencyError: tensorrt is not installed.
+        BackendError: parsing or building failed; the message holds the parser's errors.
+    """
+    trt = _trt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    # TensorRT 10: networks are always explicit-batch; the flag is gone (0 = default).
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(
+            f"TensorRT cannot parse {onnx_path}: {errors or 'no detail'}; the bundle still runs "
+            "with onnxruntime (set the backend to onnxruntime)"
+        )
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    for flag in flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    profile = builder.create_optimization_profile()
+    opt = max(1, max_batch // 2)
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        c, s = input_shapes[tensor.name]
+        profile.set_shape(tensor.name, (1, c, s), (opt, c, s), (max_batch, c, s))
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise BackendError(
+            f"TensorRT could not build an engine from {onnx_path} with flags {list(flags)} (see "
+            "the TensorRT log above); the bundle still runs with onnxruntime"
+        )
+    engine_path = Path(engine_path)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_path.with_name(engine_path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(memoryview(serialized))
+    os.replace(tmp, engine_path)
+    return engine_path
+
+
+def build_engines(
+    bundle: str | Path,
+    *,
+    precisions: tuple[str, ...] = ("fp16", "int8"),
+    max_batch: int = 22,
+    cache_dir: str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Build (or reuse from the cache) an engine per precision for a verified bundle.
+
+    Returns:
+        One report row per precision: ``variant``, ``status`` (``ok``, ``cached`` or why it
+        failed / was skipped), ``file`` and ``size_bytes`` where built.
+    """
+    unknown = [p for p in precisions if p not in ENGINE_PLANS]
+    if unknown:
+        raise ConfigError(f"unknown engine precision(s) {unknown}; choose from {', '.join(ENGINE_PLANS)}")
+    manifest = verify_bundle(bundle)
+    variants = {v["name"]: v for v in manifest["variants"]}
+    shapes = {i["name"]: (len(i["channels"]), int(i["window_samples"])) for i in manifest["inputs"]}
+    rows: list[dict[str, Any]] = []
+    try:
+        trt = _trt()
+    except MissingDependencyError as exc:
+        return [{"variant": f"engine_{p}", "status": f"skipped: {exc}", "precision": p} for p in precisions]
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    gpu = _gpu_name()
+    for precision in precisions:
+        source, flags = ENGINE_PLANS[precision]
+        row: dict[str, Any] = {"variant": f"engine_{precision}", "precision": precision}
+        var = variants.get(source)
+        if var is None:
+            row["status"] = f"skipped: the bundle has no '{source}' variant to build from"
+            rows.append(row)
+            continue
+        path = cache / engine_cache_key(trt.__version__, gpu, var["sha256"], precision, max_batch)
+        try:
+            if path.is_file():
+                row["status"] = "cached"
+            else:
+                build_engine(Path(bundle) / var["file"], path, input_shapes=shapes, max_batch=max_batch, flags=flags)
+                row["status"] = "ok"
+                path.with_suffix(".json").write_text(json.dumps(
+                    {"bundle": str(bundle), "variant": source, "precision": precision, "tensorrt": trt.__version__,
+                     "gpu": gpu, "max_batch": max_batch, "sha256": var["sha256"]}, indent=2))
+            row.update(file=str(path), size_bytes=path.stat().st_size)
+        except BackendError as exc:
+            row["status"] = f"failed: {exc}"
+        rows.append(row)
+    return rows

@@ -1,0 +1,61 @@
+"""Structural pruning: units really removed, weights carried over, counts right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fusion_edge.errors import ConfigError
+from fusion_edge.export.prune import count_flops, prune_model, prune_report, pruned_config
+from fusion_edge.toolkit.checkpoint import load_run
+from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
+
+
+def _inputs(model, n=6):
+    g = torch.Generator().manual_seed(0)
+    return [torch.randn(n, c, s, generator=g) for _, c, s in model.config.modalities]
+
+
+def test_ratio_zero_is_the_same_model(tiny_run: Path) -> None:
+    model, _ = load_run(tiny_run)
+    same = prune_model(model, 0.0)
+    xs = _inputs(model)
+    with torch.no_grad():
+        for a, b in zip(model(*xs), same(*xs), strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_pruned_model_is_smaller_and_reloads_from_its_config(tiny_run: Path) -> None:
+    model, _ = load_run(tiny_run)
+    small = prune_model(model, 0.5)
+    cfg = small.config
+    assert cfg.conv_channels == tuple(round(c / 2) for c in model.config.conv_channels)
+    assert cfg.lstm_hidden == (32, 32) and cfg.latent == 32
+    assert small.lstm1.hidden_size == 32 and small.lstm1.input_size == 32 * 2
+    rebuilt = MultimodalCnnLstm(ModelConfig.from_json(cfg.to_json()))
+    rebuilt.load_state_dict(small.state_dict(), strict=True)
+    rep = prune_report(model, small, 0.5, 0)
+    assert rep.params_after < 0.4 * rep.params_before
+    assert rep.flops_after < 0.4 * rep.flops_before
+    with torch.no_grad():
+        out = small(*_inputs(model))
+    assert out[0].shape == (6, 3) and torch.isfinite(out[1]).all()
+
+
+def test_flop_count_by_hand() -> None:
+    cfg = ModelConfig(modalities=(("m", 2, 8),), tasks=(("t", "class", 3),), conv_channels=(4, 4, 4), kernel_size=3,
+                      latent=5, lstm_hidden=(6, 7), time_steps=4, attention=False)
+    convs = 2 * 2 * 4 * 3 * 8 + 2 * 4 * 4 * 3 * 4 + 2 * 4 * 4 * 3 * 4  # pooled 8 -> 4 after the first block
+    proj = 2 * 4 * 5 * 4
+    lstm = 4 * 2 * 4 * 6 * (5 + 6) + 4 * 2 * 4 * 7 * (6 + 7)
+    head = 2 * 7 * 3
+    assert count_flops(cfg) == convs + proj + lstm + head
+
+
+def test_bad_ratio_is_refused(tiny_run: Path) -> None:
+    model, _ = load_run(tiny_run)
+    with pytest.raises(ConfigError, match="prune ratio"):
+        pruned_config(model.config, 1.0)
