@@ -123,7 +123,7 @@ def main() -> int:
         table.add_row(r["stage"], f"{r['rate']:,.0f} {r['unit']}", f"{r['target']:,}",
                       f"{r['per_item_us']:.1f} µs / {r['item']}",
                       "yes" if r["rate"] >= r["target"] else "NO")
-    Console().print(table)
+    Console(width=110).print(table)
     result = {
         "benchmark": "bridge_decode",
         "machine": {"platform": platform.platform(), "python": platform.python_version(),

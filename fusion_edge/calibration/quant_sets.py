@@ -4,7 +4,8 @@ Static INT8 quantization sets each activation's scale from the ranges the model 
 calibration set. Those ranges must come from real windows that look like the field: every
 class (and every session / scenario) represented, normalized exactly as the box will normalize
 them. This module picks such a stratified sample, stores it as ``.npz`` (no pickle), and feeds
-it to onnxruntime's quantizer. numpy only; onnxruntime is imported inside `CalibrationSet.data_reader`.
+it to onnxruntime's quantizer. numpy only; onnxruntime is imported inside
+`CalibrationSet.data_reader`.
 """
 
 from __future__ import annotations
@@ -154,14 +155,18 @@ class CalibrationSet:
             raise CalibrationError("a calibration set needs at least one input array")
         counts = {k: int(np.asarray(v).shape[0]) for k, v in self.inputs.items()}
         if len(set(counts.values())) != 1:
-            raise CalibrationError(f"calibration inputs differ in window count: {counts}; rebuild the set")
+            raise CalibrationError(
+                f"calibration inputs differ in window count: {counts}; rebuild the set"
+            )
         if len(self) < MIN_CALIBRATION_WINDOWS:
             raise CalibrationError(
                 f"the calibration set holds {len(self)} windows, fewer than the "
                 f"{MIN_CALIBRATION_WINDOWS} INT8 quantization needs; build it with more windows"
             )
         object.__setattr__(
-            self, "inputs", {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.inputs.items()}
+            self,
+            "inputs",
+            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in self.inputs.items()},
         )
 
     def __len__(self) -> int:
@@ -189,11 +194,13 @@ class CalibrationSet:
         """Read a set written by `save`."""
         try:
             with np.load(path, allow_pickle=False) as z:
-                inputs = {k[len(_NPZ_INPUT):]: z[k] for k in z.files if k.startswith(_NPZ_INPUT)}
+                inputs = {k[len(_NPZ_INPUT) :]: z[k] for k in z.files if k.startswith(_NPZ_INPUT)}
                 meta = {k[5:]: str(z[k]) for k in z.files if k.startswith("meta.")}
                 indices = z[_NPZ_INDEX] if _NPZ_INDEX in z.files else np.arange(0)
         except (OSError, ValueError) as exc:
-            raise CalibrationError(f"cannot read calibration set {path}: {exc}; rebuild it") from None
+            raise CalibrationError(
+                f"cannot read calibration set {path}: {exc}; rebuild it"
+            ) from None
         return cls(inputs, indices, meta)
 
     def data_reader(self, input_names: Sequence[str], batch_size: int = 32) -> Any:

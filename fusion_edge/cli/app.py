@@ -36,6 +36,12 @@ from fusion_edge.cli import toolkit_commands  # noqa: E402,F401  (registers on `
 from fusion_edge.cli.calibrate_commands import calibrate_app  # noqa: E402
 
 app.add_typer(calibrate_app, name="calibrate")
+from fusion_edge.cli import run_commands  # noqa: E402
+
+run_commands.register(app)
+from fusion_edge.cli import export_commands  # noqa: E402
+
+export_commands.register(app)
 
 
 def main() -> None:

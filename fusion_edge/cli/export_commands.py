@@ -26,17 +26,31 @@ def _fmt(v: Any) -> str:
 def _table(rows: list[dict[str, Any]], squad: int) -> Table:
     heads = sorted({k for r in rows for k in r.get("headline", {})})
     table = Table(title="Export (accuracy: class heads; relative error: regression heads)")
-    for col in ("variant", "status", "size", *heads, "ms @1", f"ms @{squad}", "x fp32 ort", "x torch", "delta fp32"):
+    for col in (
+        "variant",
+        "status",
+        "size",
+        *heads,
+        "ms @1",
+        f"ms @{squad}",
+        "x fp32 ort",
+        "x torch",
+        "delta fp32",
+    ):
         table.add_column(col, overflow="fold")
     for r in rows:
         lat = r.get("latency_ms") or {}
         size = r.get("size_bytes")
         delta = r.get("delta_fp32") or {}
         table.add_row(
-            r["variant"], r["status"], "-" if not size else f"{size / 1024:.0f} KiB",
+            r["variant"],
+            r["status"],
+            "-" if not size else f"{size / 1024:.0f} KiB",
             *[_fmt(r.get("headline", {}).get(h)) for h in heads],
-            _fmt(lat.get("batch_1")), _fmt(lat.get(f"batch_{squad}")),
-            _fmt(r.get("speedup_vs_fp32_ort")), _fmt(r.get("speedup_vs_torch")),
+            _fmt(lat.get("batch_1")),
+            _fmt(lat.get(f"batch_{squad}")),
+            _fmt(r.get("speedup_vs_fp32_ort")),
+            _fmt(r.get("speedup_vs_torch")),
             ", ".join(f"{k} {v:+.3f}" for k, v in delta.items()) or "-",
         )
     return table
@@ -46,13 +60,25 @@ def export_command(
     run: Path = typer.Argument(..., help="Training run folder."),
     data: Path = typer.Option(..., "--data", help="The dataset the run was trained on."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write."),
-    prune: float = typer.Option(0.0, "--prune", help="Share of units to remove structurally (0-0.95)."),
-    precision: str = typer.Option("fp32,fp16,int8", "--precision", help="Comma list of fp32, fp16, int8."),
+    prune: float = typer.Option(
+        0.0, "--prune", help="Share of units to remove structurally (0-0.95)."
+    ),
+    precision: str = typer.Option(
+        "fp32,fp16,int8", "--precision", help="Comma list of fp32, fp16, int8."
+    ),
     fmt: str = typer.Option("onnx", "--format", help="Comma list of onnx, engine (TensorRT)."),
-    squad: int = typer.Option(22, "--squad-size", help="Players per hop: batch checked, timed, engine max."),
-    calibration_windows: int = typer.Option(256, "--calibration-windows", help="INT8 calibration windows."),
-    threshold: float = typer.Option(0.6, "--escalation-threshold", help="Escalate to FP32 under this probability."),
-    fine_tune_epochs: int = typer.Option(3, "--fine-tune-epochs", help="Recovery epochs after pruning."),
+    squad: int = typer.Option(
+        22, "--squad-size", help="Players per hop: batch checked, timed, engine max."
+    ),
+    calibration_windows: int = typer.Option(
+        256, "--calibration-windows", help="INT8 calibration windows."
+    ),
+    threshold: float = typer.Option(
+        0.6, "--escalation-threshold", help="Escalate to FP32 under this probability."
+    ),
+    fine_tune_epochs: int = typer.Option(
+        3, "--fine-tune-epochs", help="Recovery epochs after pruning."
+    ),
     latency_runs: int = typer.Option(30, "--latency-runs", help="Timed runs per latency figure."),
     seed: int = typer.Option(0, "--seed", help="Calibration sampling and fine-tuning seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
@@ -62,11 +88,19 @@ def export_command(
 
     with cli_errors():
         config = ExportConfig(
-            prune_ratio=prune, precisions=tuple(precision.split(",")), formats=tuple(fmt.split(",")),
-            squad_size=squad, calibration_windows=calibration_windows, escalation_threshold=threshold,
-            fine_tune_epochs=fine_tune_epochs, latency_runs=latency_runs, seed=seed,
+            prune_ratio=prune,
+            precisions=tuple(precision.split(",")),
+            formats=tuple(fmt.split(",")),
+            squad_size=squad,
+            calibration_windows=calibration_windows,
+            escalation_threshold=threshold,
+            fine_tune_epochs=fine_tune_epochs,
+            latency_runs=latency_runs,
+            seed=seed,
         )
-        result = export(run, data, out, config, overwrite=overwrite, progress=lambda m: console.print(f"  {m}"))
+        result = export(
+            run, data, out, config, overwrite=overwrite, progress=lambda m: console.print(f"  {m}")
+        )
     console.print(_table(result.rows, squad))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -87,19 +121,29 @@ def bundle_verify(bundle: Path = typer.Argument(..., help="Bundle folder.")) -> 
 @engine_app.command("build")
 def engine_build(
     bundle: Path = typer.Argument(..., help="Bundle folder."),
-    precision: str = typer.Option("fp16,int8", "--precision", help="Comma list of fp32, fp16, int8."),
+    precision: str = typer.Option(
+        "fp16,int8", "--precision", help="Comma list of fp32, fp16, int8."
+    ),
     max_batch: int = typer.Option(22, "--max-batch", help="Largest batch: the kit's player count."),
-    cache: Path = typer.Option(None, "--cache", help="Engine cache folder (default ~/.cache/fusion-edge/engines)."),
+    cache: Path = typer.Option(
+        None, "--cache", help="Engine cache folder (default ~/.cache/fusion-edge/engines)."
+    ),
 ) -> None:
     """Build TensorRT engines from a bundle (needs tensorrt and a GPU)."""
     from fusion_edge.errors import BackendError
     from fusion_edge.export.tensorrt import build_engines
 
     with cli_errors():
-        rows = build_engines(bundle, precisions=tuple(p.strip() for p in precision.split(",")),
-                             max_batch=max_batch, cache_dir=cache)
+        rows = build_engines(
+            bundle,
+            precisions=tuple(p.strip() for p in precision.split(",")),
+            max_batch=max_batch,
+            cache_dir=cache,
+        )
         for r in rows:
-            console.print(f"{r['variant']}: {r['status']}" + (f" -> {r['file']}" if r.get("file") else ""))
+            console.print(
+                f"{r['variant']}: {r['status']}" + (f" -> {r['file']}" if r.get("file") else "")
+            )
         if not any(r["status"] in ("ok", "cached") for r in rows):
             raise BackendError("no engine was built; the bundle still runs with onnxruntime")
 

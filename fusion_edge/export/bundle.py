@@ -44,12 +44,16 @@ def _tasks(info: RunInfo, config: ModelConfig) -> list[dict[str, Any]]:
         if kind == "class":
             entry.update(labels=list(task.labels), num_classes=n, output_meaning="logits")
         else:
-            entry.update(value_range=list(task.value_range or (0.0, 1.0)), output_meaning="value in range")
+            entry.update(
+                value_range=list(task.value_range or (0.0, 1.0)), output_meaning="value in range"
+            )
         out.append(entry)
     return out
 
 
-def onnx_metadata(info: RunInfo, config: ModelConfig, export_config: Mapping[str, Any]) -> dict[str, Any]:
+def onnx_metadata(
+    info: RunInfo, config: ModelConfig, export_config: Mapping[str, Any]
+) -> dict[str, Any]:
     """Metadata embedded in every ONNX file, so a lone file still says what it is."""
     return {
         "version": __version__,
@@ -89,7 +93,7 @@ def build_manifest(
             "file": fallback_file,
             "escalation_threshold": float(escalation_threshold),
             "rule": "escalate a window to the fallback when any class head's top softmax "
-                    "probability is below the threshold, or when the variant fails to run",
+            "probability is below the threshold, or when the variant fails to run",
         },
         "pruning": dict(pruning) if pruning else None,
         "export_config": dict(export_config),
@@ -110,17 +114,32 @@ def write_report(folder: Path, rows: Sequence[Mapping[str, Any]], extra: Mapping
     (folder / "report.json").write_text(json.dumps(doc, indent=2))
     heads = sorted({k for r in rows for k in r.get("headline", {})}, key=str)
     squad = extra.get("squad_size", 22)
-    cols = ["variant", "status", "size", *heads, "ms @1", f"ms @{squad}", "x vs fp32 ort", "x vs torch",
-            "delta prev", "delta fp32"]
+    cols = [
+        "variant",
+        "status",
+        "size",
+        *heads,
+        "ms @1",
+        f"ms @{squad}",
+        "x vs fp32 ort",
+        "x vs torch",
+        "delta prev",
+        "delta fp32",
+    ]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         lat = r.get("latency_ms") or {}
         cells = [
-            r["variant"], r["status"], _size(r.get("size_bytes")),
+            r["variant"],
+            r["status"],
+            _size(r.get("size_bytes")),
             *[_fmt(r.get("headline", {}).get(h)) for h in heads],
-            _fmt(lat.get("batch_1")), _fmt(lat.get(f"batch_{squad}")),
-            _fmt(r.get("speedup_vs_fp32_ort")), _fmt(r.get("speedup_vs_torch")),
-            _deltas(r.get("delta_prev")), _deltas(r.get("delta_fp32")),
+            _fmt(lat.get("batch_1")),
+            _fmt(lat.get(f"batch_{squad}")),
+            _fmt(r.get("speedup_vs_fp32_ort")),
+            _fmt(r.get("speedup_vs_torch")),
+            _deltas(r.get("delta_prev")),
+            _deltas(r.get("delta_fp32")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {n}" for n in extra.get("notes", [])]

@@ -22,7 +22,17 @@ from fusion_edge.toolkit.dataset import DatasetSpec
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.train import task_metrics
 
-__all__ = ["HeldOut", "AccuracyBudget", "score_onnx", "score_torch", "latency_ms", "onnx_latency", "torch_latency", "budget_check", "headline"]
+__all__ = [
+    "HeldOut",
+    "AccuracyBudget",
+    "score_onnx",
+    "score_torch",
+    "latency_ms",
+    "onnx_latency",
+    "torch_latency",
+    "budget_check",
+    "headline",
+]
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,9 @@ class AccuracyBudget:
     max_relative_error_increase: float = 0.10
 
 
-def score_onnx(path: str | Path, config: ModelConfig, spec: DatasetSpec, data: HeldOut) -> dict[str, Any]:
+def score_onnx(
+    path: str | Path, config: ModelConfig, spec: DatasetSpec, data: HeldOut
+) -> dict[str, Any]:
     """Task metrics of an ONNX file on held-out windows (onnxruntime CPU)."""
     outs = run_onnx(onnx_session(path), data.inputs)
     return task_metrics(config, spec, outs, list(data.targets))
@@ -68,7 +80,10 @@ def score_torch(model: MultimodalCnnLstm, spec: DatasetSpec, data: HeldOut) -> d
 
 def headline(metrics: dict[str, Any]) -> dict[str, float]:
     """One number per task: accuracy for class heads, relative error for regression heads."""
-    return {k: float(v["accuracy"] if "accuracy" in v else v["relative_error"]) for k, v in metrics.items()}
+    return {
+        k: float(v["accuracy"] if "accuracy" in v else v["relative_error"])
+        for k, v in metrics.items()
+    }
 
 
 def budget_check(
@@ -115,7 +130,9 @@ def _batch(inputs: Sequence[np.ndarray], b: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(x[idx]) for x in inputs]
 
 
-def onnx_latency(path: str | Path, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int = 30) -> dict[str, float]:
+def onnx_latency(
+    path: str | Path, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int = 30
+) -> dict[str, float]:
     """``{"batch_1": ms, "batch_22": ms, ...}`` for an ONNX file on onnxruntime CPU."""
     sess = onnx_session(path)
     names = [i.name for i in sess.get_inputs()]
@@ -126,7 +143,9 @@ def onnx_latency(path: str | Path, inputs: Sequence[np.ndarray], batches: Sequen
     return res
 
 
-def torch_latency(model: MultimodalCnnLstm, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int = 30) -> dict[str, float]:
+def torch_latency(
+    model: MultimodalCnnLstm, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int = 30
+) -> dict[str, float]:
     """Same as `onnx_latency` for the PyTorch model in eager mode (the reference)."""
     model = model.cpu().eval()
     res = {}

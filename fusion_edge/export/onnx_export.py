@@ -125,11 +125,20 @@ def export_onnx(
             # differ; the checks below run batch 1 and the squad size to prove otherwise.
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, inputs, str(path), input_names=in_names, output_names=out_names,
-                dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False,
+                model,
+                inputs,
+                str(path),
+                input_names=in_names,
+                output_names=out_names,
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                dynamo=False,
             )
     except Exception as exc:
-        raise BundleError(f"ONNX export failed ({type(exc).__name__}: {exc}); report this with the run folder") from exc
+        raise BundleError(
+            f"ONNX export failed ({type(exc).__name__}: {exc}); report this with the run folder"
+        ) from exc
     proto = onnx.load(str(path))
     proto.producer_name = "fusion-edge"
     simplify_graph(proto)
@@ -195,9 +204,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     for entry in proto.metadata_props:
         if entry.key.startswith(METADATA_PREFIX):
             try:
-                out[entry.key[len(METADATA_PREFIX):]] = json.loads(entry.value)
+                out[entry.key[len(METADATA_PREFIX) :]] = json.loads(entry.value)
             except json.JSONDecodeError:
-                out[entry.key[len(METADATA_PREFIX):]] = entry.value
+                out[entry.key[len(METADATA_PREFIX) :]] = entry.value
     return out
 
 
@@ -207,8 +216,10 @@ def run_onnx(session: Any, inputs: Sequence[np.ndarray], batch_size: int = 256) 
     n = inputs[0].shape[0]
     outs: list[list[np.ndarray]] = []
     for s in range(0, n, batch_size):
-        feed = {name: np.ascontiguousarray(x[s : s + batch_size], dtype=np.float32)
-                for name, x in zip(names, inputs, strict=True)}
+        feed = {
+            name: np.ascontiguousarray(x[s : s + batch_size], dtype=np.float32)
+            for name, x in zip(names, inputs, strict=True)
+        }
         res = session.run(None, feed)
         if not outs:
             outs = [[] for _ in res]
@@ -218,14 +229,22 @@ def run_onnx(session: Any, inputs: Sequence[np.ndarray], batch_size: int = 256) 
 
 
 def head_parity(
-    tasks: Sequence[tuple[str, str, int]], reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
+    tasks: Sequence[tuple[str, str, int]],
+    reference: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
 ) -> dict[str, dict[str, float]]:
     """Per head: ``max_abs_diff`` and, for class heads, ``top1_agreement`` with the reference."""
     res: dict[str, dict[str, float]] = {}
     for (name, kind, _), ref, cand in zip(tasks, reference, candidate, strict=True):
-        row = {"max_abs_diff": float(np.max(np.abs(ref.astype(np.float64) - cand))) if ref.size else 0.0}
+        row = {
+            "max_abs_diff": float(np.max(np.abs(ref.astype(np.float64) - cand)))
+            if ref.size
+            else 0.0
+        }
         if kind == "class":
-            row["top1_agreement"] = float(np.mean(ref.argmax(1) == cand.argmax(1))) if ref.size else 1.0
+            row["top1_agreement"] = (
+                float(np.mean(ref.argmax(1) == cand.argmax(1))) if ref.size else 1.0
+            )
         res[name] = row
     return res
 
@@ -274,7 +293,8 @@ def check_onnx(
         if limit is not None and row["max_abs_diff"] > limit:
             raise BundleError(
                 f"{path} ({precision}): head '{task}' differs from PyTorch by up to "
-                f"{row['max_abs_diff']:.3g} (tolerance {limit:g}); the export is wrong, do not deploy it"
+                f"{row['max_abs_diff']:.3g} (tolerance {limit:g}); the export is wrong, "
+                "do not deploy it"
             )
         if kind == "class" and row["top1_agreement"] < tol.min_agreement:
             raise BundleError(
@@ -284,7 +304,9 @@ def check_onnx(
     return {"parity": parity, "batches_checked": [1, squad_size], "tolerance": tol.__dict__}
 
 
-def _torch_batches(model: MultimodalCnnLstm, windows: Sequence[np.ndarray], batch: int = 256) -> list[torch.Tensor]:
+def _torch_batches(
+    model: MultimodalCnnLstm, windows: Sequence[np.ndarray], batch: int = 256
+) -> list[torch.Tensor]:
     parts: list[list[torch.Tensor]] = []
     for s in range(0, windows[0].shape[0], batch):
         res = model(*[torch.from_numpy(np.ascontiguousarray(w[s : s + batch])) for w in windows])

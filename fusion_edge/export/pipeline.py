@@ -68,7 +68,9 @@ def _choices(values: Any, enum: type[Enum], what: str) -> tuple[str, ...]:
     for v in values:
         v = str(getattr(v, "value", v)).strip().lower()
         if v not in {e.value for e in enum}:
-            raise ConfigError(f"unknown {what} {v!r}; choose from {', '.join(e.value for e in enum)}")
+            raise ConfigError(
+                f"unknown {what} {v!r}; choose from {', '.join(e.value for e in enum)}"
+            )
         if v not in out:
             out.append(v)
     if not out:
@@ -123,7 +125,9 @@ class ExportConfig:
         if int(self.squad_size) < 1:
             raise ConfigError(f"squad size must be >= 1, got {self.squad_size}")
         if not 0.0 <= float(self.escalation_threshold) <= 1.0:
-            raise ConfigError(f"escalation threshold must be in [0, 1], got {self.escalation_threshold}")
+            raise ConfigError(
+                f"escalation threshold must be in [0, 1], got {self.escalation_threshold}"
+            )
         if int(self.latency_runs) < 1:
             raise ConfigError(f"latency runs must be >= 1, got {self.latency_runs}")
 
@@ -152,7 +156,9 @@ class ExportResult:
 
 def _held_out(info: RunInfo, ds: Dataset, idx: np.ndarray, split: str) -> HeldOut:
     return HeldOut(
-        inputs=tuple(info.normalization.apply(n, ds.inputs[n][idx]) for n, _, _ in info.model.modalities),
+        inputs=tuple(
+            info.normalization.apply(n, ds.inputs[n][idx]) for n, _, _ in info.model.modalities
+        ),
         targets=tuple(ds.targets[n][idx] for n, _, _ in info.model.tasks),
         split=split,
     )
@@ -166,8 +172,12 @@ def _calibration(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> CalibrationSe
             "training windows; pass the dataset the run was trained on with --data"
         )
     stratify = tuple(k for k in cfg.stratify_by if k in ds.targets or k in ("session", "player"))
-    idx = select_calibration_windows(ds, cfg.calibration_windows, stratify_by=stratify, seed=cfg.seed, pool=pool)
-    inputs = {n: info.normalization.apply(n, ds.inputs[n][idx]) for n, _, _ in info.model.modalities}
+    idx = select_calibration_windows(
+        ds, cfg.calibration_windows, stratify_by=stratify, seed=cfg.seed, pool=pool
+    )
+    inputs = {
+        n: info.normalization.apply(n, ds.inputs[n][idx]) for n, _, _ in info.model.modalities
+    }
     return CalibrationSet(inputs, idx, {"stratify_by": ",".join(stratify), "seed": str(cfg.seed)})
 
 
@@ -201,7 +211,9 @@ def export(
     check_compatible(info, ds)
     test_idx, split = select_windows(info, ds)
     if test_idx.size == 0:
-        raise DatasetError(f"{data} has no windows of the run's test players to score the export on")
+        raise DatasetError(
+            f"{data} has no windows of the run's test players to score the export on"
+        )
     held = _held_out(info, ds, test_idx, split)
     val_idx = info.split.indices(ds.player.astype(str), "val")
     tune = _held_out(info, ds, val_idx, "val") if val_idx.size else held
@@ -213,54 +225,111 @@ def export(
     rows: list[dict[str, Any]] = []
 
     torch_metrics = score_torch(model, spec, held)
-    rows.append({"variant": "pytorch", "status": "reference", "precision": "fp32",
-                 "metrics": torch_metrics, "headline": headline(torch_metrics),
-                 "latency_ms": torch_latency(model, held.inputs, batches, runs)})
+    rows.append(
+        {
+            "variant": "pytorch",
+            "status": "reference",
+            "precision": "fp32",
+            "metrics": torch_metrics,
+            "headline": headline(torch_metrics),
+            "latency_ms": torch_latency(model, held.inputs, batches, runs),
+        }
+    )
     pruning = None
     if config.prune_ratio > 0:
         from fusion_edge.export.prune import fine_tune, prune_model, prune_report
 
-        say(f"pruning {config.prune_ratio:.0%} of units, fine-tuning {config.fine_tune_epochs} epochs")
+        say(
+            f"pruning {config.prune_ratio:.0%} of units, "
+            f"fine-tuning {config.fine_tune_epochs} epochs"
+        )
         small = prune_model(model, config.prune_ratio)
-        small = fine_tune(small, ds, info.split, info.normalization, epochs=config.fine_tune_epochs, seed=config.seed)
+        small = fine_tune(
+            small,
+            ds,
+            info.split,
+            info.normalization,
+            epochs=config.fine_tune_epochs,
+            seed=config.seed,
+        )
         pruning = prune_report(model, small, config.prune_ratio, config.fine_tune_epochs).to_json()
         model = small
         m = score_torch(model, spec, held)
-        rows.append({"variant": f"pytorch pruned {config.prune_ratio:.0%}", "status": "reference",
-                     "precision": "fp32", "metrics": m, "headline": headline(m),
-                     "latency_ms": torch_latency(model, held.inputs, batches, runs)})
+        rows.append(
+            {
+                "variant": f"pytorch pruned {config.prune_ratio:.0%}",
+                "status": "reference",
+                "precision": "fp32",
+                "metrics": m,
+                "headline": headline(m),
+                "latency_ms": torch_latency(model, held.inputs, batches, runs),
+            }
+        )
     torch_ref = rows[-1]
     mcfg = model.config
     budget = AccuracyBudget(config.max_accuracy_drop, config.max_relative_error_increase)
     meta = onnx_metadata(info, mcfg, config.to_json())
 
     with BundleWriter(Path(out), overwrite=overwrite) as writer:
-        def add(name: str, file: str, precision: str, target: str, parity: dict | None, extra: dict) -> dict:
+
+        def add(
+            name: str, file: str, precision: str, target: str, parity: dict | None, extra: dict
+        ) -> dict:
             path = writer.path(file)
             metrics = score_onnx(path, mcfg, spec, held)
             lat = onnx_latency(path, held.inputs, batches, runs)
-            entry = writer.add_variant({
-                "name": name, "file": file, "precision": precision, "format": "onnx", "target": target,
-                "metrics": metrics, "latency_ms": lat, "parity": parity, **extra,
-            })
-            rows.append({"variant": name, "status": extra.get("status", "ok"), "precision": precision,
-                         "size_bytes": entry["size_bytes"], "metrics": metrics, "headline": headline(metrics),
-                         "latency_ms": lat})
+            entry = writer.add_variant(
+                {
+                    "name": name,
+                    "file": file,
+                    "precision": precision,
+                    "format": "onnx",
+                    "target": target,
+                    "metrics": metrics,
+                    "latency_ms": lat,
+                    "parity": parity,
+                    **extra,
+                }
+            )
+            rows.append(
+                {
+                    "variant": name,
+                    "status": extra.get("status", "ok"),
+                    "precision": precision,
+                    "size_bytes": entry["size_bytes"],
+                    "metrics": metrics,
+                    "headline": headline(metrics),
+                    "latency_ms": lat,
+                }
+            )
             return entry
 
         say("exporting FP32 ONNX")
         fp32 = writer.path("model_fp32.onnx")
         export_onnx(model, fp32, metadata={**meta, "precision": "fp32"})
-        parity = check_onnx(fp32, model, held.inputs, precision="fp32", squad_size=config.squad_size)
+        parity = check_onnx(
+            fp32, model, held.inputs, precision="fp32", squad_size=config.squad_size
+        )
         add("fp32", "model_fp32.onnx", "fp32", "onnxruntime", parity["parity"], {})
         reference = rows[-1]["metrics"]
         if "fp16" in config.precisions:
             say("converting to FP16")
             convert_fp16(fp32, writer.path("model_fp16.onnx"))
-            parity = check_onnx(writer.path("model_fp16.onnx"), model, held.inputs, precision="fp16",
-                                squad_size=config.squad_size)
-            add("fp16", "model_fp16.onnx", "fp16", "onnxruntime-gpu / tensorrt", parity["parity"],
-                {"kept_float": ["LSTM"]})
+            parity = check_onnx(
+                writer.path("model_fp16.onnx"),
+                model,
+                held.inputs,
+                precision="fp16",
+                squad_size=config.squad_size,
+            )
+            add(
+                "fp16",
+                "model_fp16.onnx",
+                "fp16",
+                "onnxruntime-gpu / tensorrt",
+                parity["parity"],
+                {"kept_float": ["LSTM"]},
+            )
         if calib is not None:
             say(f"quantizing INT8 (CPU) with {len(calib)} calibration windows")
             fp32_val = score_onnx(fp32, mcfg, spec, tune)
@@ -269,31 +338,79 @@ def export(
                 return budget_check(fp32_val, score_onnx(path, mcfg, spec, tune), budget)
 
             groups = node_groups(fp32, mcfg.tasks)
-            _, trials = choose_int8_exclusions(fp32, writer.path("model_int8_cpu.onnx"), calib, groups, judge)
-            chosen = next((t for t in trials if t.within_budget), min(trials, key=lambda t: t.score["loss"]))
+            _, chosen, trials = choose_int8_exclusions(
+                fp32, writer.path("model_int8_cpu.onnx"), calib, groups, judge
+            )
             status = "ok" if chosen.within_budget else "over budget"
             if not chosen.within_budget:
-                notes.append("INT8 CPU stays outside the accuracy budget on the validation players even "
-                             f"with {list(chosen.excluded_groups) or 'nothing'} kept in float; the box "
-                             "should prefer FP16/FP32")
-            parity = check_onnx(writer.path("model_int8_cpu.onnx"), model, held.inputs, precision="int8",
-                                squad_size=config.squad_size) if chosen.within_budget else None
-            add("int8_cpu", "model_int8_cpu.onnx", "int8", "onnxruntime-cpu",
+                notes.append(
+                    "INT8 CPU stays outside the accuracy budget on the validation players even "
+                    f"with {list(chosen.excluded_groups) or 'nothing'} kept in float; the box "
+                    "should prefer FP16/FP32"
+                )
+            parity = (
+                check_onnx(
+                    writer.path("model_int8_cpu.onnx"),
+                    model,
+                    held.inputs,
+                    precision="int8",
+                    squad_size=config.squad_size,
+                )
+                if chosen.within_budget
+                else None
+            )
+            add(
+                "int8_cpu",
+                "model_int8_cpu.onnx",
+                "int8",
+                "onnxruntime-cpu",
                 parity["parity"] if parity else None,
-                {"status": status, "kept_float": list(chosen.excluded_groups),
-                 "calibration": {"windows": len(calib), **dict(calib.meta)},
-                 "selection": [{"kept_float": list(t.excluded_groups), "within_budget": t.within_budget,
-                                "loss": t.score["loss"], "size_bytes": t.size_bytes} for t in trials]})
+                {
+                    "status": status,
+                    "kept_float": list(chosen.excluded_groups),
+                    "calibration": {"windows": len(calib), **dict(calib.meta)},
+                    "selection": [
+                        {
+                            "kept_float": list(t.excluded_groups),
+                            "within_budget": t.within_budget,
+                            "loss": t.score["loss"],
+                            "size_bytes": t.size_bytes,
+                        }
+                        for t in trials
+                    ],
+                },
+            )
             say("quantizing INT8 Q/DQ for TensorRT")
             quantize_int8_tensorrt(fp32, writer.path("model_int8_qdq.onnx"), calib)
-            add("int8_qdq_tensorrt", "model_int8_qdq.onnx", "int8", "tensorrt", None,
-                {"kept_float": ["LSTM"], "note": "accuracy and latency measured with onnxruntime CPU"})
+            add(
+                "int8_qdq_tensorrt",
+                "model_int8_qdq.onnx",
+                "int8",
+                "tensorrt",
+                None,
+                {
+                    "kept_float": ["LSTM"],
+                    "note": "accuracy and latency measured with onnxruntime CPU",
+                },
+            )
         _relate(rows, reference, torch_ref)
-        manifest = build_manifest(info, mcfg, export_config=config.to_json(), fallback_variant="fp32",
-                                  fallback_file="model_fp32.onnx",
-                                  escalation_threshold=config.escalation_threshold, pruning=pruning)
-        extra = {"squad_size": config.squad_size, "split": held.split, "windows": held.size, "notes": notes,
-                 "pruning": pruning, "export_config": config.to_json()}
+        manifest = build_manifest(
+            info,
+            mcfg,
+            export_config=config.to_json(),
+            fallback_variant="fp32",
+            fallback_file="model_fp32.onnx",
+            escalation_threshold=config.escalation_threshold,
+            pruning=pruning,
+        )
+        extra = {
+            "squad_size": config.squad_size,
+            "split": held.split,
+            "windows": held.size,
+            "notes": notes,
+            "pruning": pruning,
+            "export_config": config.to_json(),
+        }
         write_report(writer.folder, rows, extra)  # type: ignore[arg-type]
         bundle = writer.commit(manifest)
 
@@ -304,14 +421,18 @@ def export(
         for r in build_engines(bundle, max_batch=config.squad_size):
             rows.append(r)
             if r["status"] != "ok":
-                notes.append(f"engine {r['variant']}: {r['status']}; the bundle still runs on onnxruntime")
+                notes.append(
+                    f"engine {r['variant']}: {r['status']}; the bundle still runs on onnxruntime"
+                )
         write_report(bundle, rows, {**extra, "notes": notes})
     from fusion_edge.runtime.bundle import read_manifest
 
     return ExportResult(bundle, rows, notes, read_manifest(bundle))
 
 
-def _relate(rows: list[dict[str, Any]], fp32_metrics: dict[str, Any], torch_row: dict[str, Any]) -> None:
+def _relate(
+    rows: list[dict[str, Any]], fp32_metrics: dict[str, Any], torch_row: dict[str, Any]
+) -> None:
     """Fill speedups and accuracy deltas (vs the previous row and vs FP32 ONNX)."""
     fp32_row = next(r for r in rows if r["variant"] == "fp32")
     base_h = headline(fp32_metrics)
@@ -327,4 +448,3 @@ def _relate(rows: list[dict[str, Any]], fp32_metrics: dict[str, Any], torch_row:
         if h and r["variant"] not in ("pytorch",):
             r["delta_fp32"] = {k: h[k] - base_h[k] for k in h if k in base_h}
         prev = h or prev
-

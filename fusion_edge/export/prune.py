@@ -30,7 +30,14 @@ from fusion_edge.toolkit.dataset import Dataset
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm, count_parameters
 from fusion_edge.toolkit.splits import GroupedSplit
 
-__all__ = ["PruneReport", "count_flops", "pruned_config", "prune_model", "fine_tune", "prune_report"]
+__all__ = [
+    "PruneReport",
+    "count_flops",
+    "pruned_config",
+    "prune_model",
+    "fine_tune",
+    "prune_report",
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,9 @@ def _keep(n: int, ratio: float) -> int:
 def pruned_config(config: ModelConfig, ratio: float) -> ModelConfig:
     """The config of ``config`` with every prunable width shrunk by ``ratio``."""
     if not 0.0 <= ratio < 1.0:
-        raise ConfigError(f"prune ratio must be in [0, 1), got {ratio}; e.g. --prune 0.3 removes 30% of units")
+        raise ConfigError(
+            f"prune ratio must be in [0, 1), got {ratio}; e.g. --prune 0.3 removes 30% of units"
+        )
     return replace(
         config,
         conv_channels=tuple(_keep(c, ratio) for c in config.conv_channels),
@@ -117,7 +126,9 @@ def prune_model(model: MultimodalCnnLstm, ratio: float) -> MultimodalCnnLstm:
     """
     cfg = model.config
     if cfg.temporal != "lstm":
-        raise ConfigError("structural pruning supports the CNN-LSTM (temporal='lstm'); export without --prune")
+        raise ConfigError(
+            "structural pruning supports the CNN-LSTM (temporal='lstm'); export without --prune"
+        )
     new_cfg = pruned_config(cfg, ratio)
     small = MultimodalCnnLstm(new_cfg).eval()
     model = model.cpu().eval()
@@ -242,7 +253,9 @@ def fine_tune(
     return model.eval()
 
 
-def prune_report(before: MultimodalCnnLstm, after: MultimodalCnnLstm, ratio: float, epochs: int) -> PruneReport:
+def prune_report(
+    before: MultimodalCnnLstm, after: MultimodalCnnLstm, ratio: float, epochs: int
+) -> PruneReport:
     """Parameters and FLOPs before and after."""
     return PruneReport(
         ratio=float(ratio),
@@ -253,4 +266,3 @@ def prune_report(before: MultimodalCnnLstm, after: MultimodalCnnLstm, ratio: flo
         config_after=after.config.to_json(),
         fine_tune_epochs=int(epochs),
     )
-

@@ -98,7 +98,9 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
-def node_groups(model_path: str | Path, tasks: Sequence[tuple[str, str, int]]) -> dict[str, list[str]]:
+def node_groups(
+    model_path: str | Path, tasks: Sequence[tuple[str, str, int]]
+) -> dict[str, list[str]]:
     """Names of the quantizable nodes in each `EXCLUSION_GROUPS` group of an exported model."""
     onnx = _onnx()
     graph = onnx.load(str(model_path), load_external_data=False).graph
@@ -109,7 +111,11 @@ def node_groups(model_path: str | Path, tasks: Sequence[tuple[str, str, int]]) -
             prefixes = tuple(f"/heads.{i}/" for i, t in enumerate(tasks) if t[1] == "regression")
         elif group == "class_heads":
             prefixes = tuple(f"/heads.{i}/" for i, t in enumerate(tasks) if t[1] == "class")
-        expanded = [p.format(m=i) for p in prefixes for i in range(8)] if any("{m}" in p for p in prefixes) else list(prefixes)
+        expanded = (
+            [p.format(m=i) for p in prefixes for i in range(8)]
+            if any("{m}" in p for p in prefixes)
+            else list(prefixes)
+        )
         members = [n for n in names if any(n.startswith(p) for p in expanded)]
         if members:
             groups[group] = members
@@ -143,25 +149,38 @@ def quantize_int8_cpu(
         names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
         try:
             q.quantize_static(
-                str(src), str(static_out), calibration.data_reader(names),
-                quant_format=q.QuantFormat.QDQ, op_types_to_quantize=list(INT8_OP_TYPES),
-                per_channel=True, activation_type=q.QuantType.QUInt8, weight_type=q.QuantType.QInt8,
-                nodes_to_exclude=exclude, calibrate_method=q.CalibrationMethod.MinMax,
+                str(src),
+                str(static_out),
+                calibration.data_reader(names),
+                quant_format=q.QuantFormat.QDQ,
+                op_types_to_quantize=list(INT8_OP_TYPES),
+                per_channel=True,
+                activation_type=q.QuantType.QUInt8,
+                weight_type=q.QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method=q.CalibrationMethod.MinMax,
                 extra_options={"CalibTensorRangeSymmetric": False},
             )
-            lstm_nodes = [n.name for n in onnx.load(str(static_out)).graph.node if n.op_type == "LSTM"]
+            lstm_nodes = [
+                n.name for n in onnx.load(str(static_out)).graph.node if n.op_type == "LSTM"
+            ]
             keep_lstm = [n for n in lstm_nodes if n in exclude]
             if quantize_lstm and len(keep_lstm) < len(lstm_nodes):
                 q.quantize_dynamic(
-                    str(static_out), str(dst), op_types_to_quantize=["LSTM"],
-                    weight_type=q.QuantType.QInt8, nodes_to_exclude=keep_lstm,
+                    str(static_out),
+                    str(dst),
+                    op_types_to_quantize=["LSTM"],
+                    weight_type=q.QuantType.QInt8,
+                    nodes_to_exclude=keep_lstm,
                 )
             else:
                 shutil.copyfile(static_out, dst)
         except BundleError:
             raise
         except Exception as exc:
-            raise BundleError(f"INT8 quantization of {src} failed ({type(exc).__name__}: {exc})") from None
+            raise BundleError(
+                f"INT8 quantization of {src} failed ({type(exc).__name__}: {exc})"
+            ) from None
     return Path(dst)
 
 
@@ -173,16 +192,27 @@ def quantize_int8_tensorrt(src: str | Path, dst: str | Path, calibration: Calibr
     names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
     try:
         q.quantize_static(
-            str(src), str(dst), calibration.data_reader(names),
-            quant_format=q.QuantFormat.QDQ, op_types_to_quantize=list(INT8_OP_TYPES),
-            per_channel=True, activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+            str(src),
+            str(dst),
+            calibration.data_reader(names),
+            quant_format=q.QuantFormat.QDQ,
+            op_types_to_quantize=list(INT8_OP_TYPES),
+            per_channel=True,
+            activation_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QInt8,
             calibrate_method=q.CalibrationMethod.MinMax,
-            # TensorRT only takes symmetric int8 with zero point 0, and wants Q/DQ on weights kept
-            # in float (it fuses the bias itself; int32 bias Q/DQ is not supported).
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            # TensorRT takes only symmetric int8 (zero point 0) and wants biases left in float:
+            # it fuses them into the int8 kernels itself.
+            extra_options={
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QuantizeBias": False,
+            },
         )
     except Exception as exc:
-        raise BundleError(f"TensorRT INT8 (Q/DQ) quantization of {src} failed ({type(exc).__name__}: {exc})") from None
+        raise BundleError(
+            f"TensorRT INT8 (Q/DQ) quantization of {src} failed ({type(exc).__name__}: {exc})"
+        ) from None
     return Path(dst)
 
 
@@ -205,7 +235,7 @@ def choose_int8_exclusions(
     judge: Callable[[Path], tuple[bool, dict[str, Any]]],
     *,
     max_steps: int = 3,
-) -> tuple[Path, list[Int8Trial]]:
+) -> tuple[Path, Int8Trial, list[Int8Trial]]:
     """Quantize, measure, and keep groups in float greedily until ``judge`` accepts.
 
     Starts with everything quantized. While the result is over budget, tries keeping each
@@ -213,11 +243,12 @@ def choose_int8_exclusions(
     ``judge(path) -> (within_budget, score)``; score must have a ``"loss"`` (lower is better).
 
     Returns:
-        The written ``dst`` (the accepted candidate, or the best one if none was accepted) and
-        every trial, in order, for the report.
+        The written ``dst`` (the accepted candidate, or the best one if none was accepted), the
+        trial it came from, and every trial in order, for the report.
     """
     trials: list[Int8Trial] = []
     with tempfile.TemporaryDirectory(prefix="fusion-edge-q8-") as tmp:
+
         def attempt(excluded: tuple[str, ...]) -> tuple[Int8Trial, Path]:
             out = Path(tmp) / f"cand{len(trials)}.onnx"
             nodes = [n for g in excluded for n in groups[g]]
@@ -237,13 +268,14 @@ def choose_int8_exclusions(
                 break
             step = [attempt((*chosen, g)) for g in remaining]
             accepted = [s for s in step if s[0].within_budget]
-            pick = min(accepted or step, key=lambda s: (s[0].score["loss"], -0 if accepted else 0))
+            # Within budget, the smallest file wins; otherwise the smallest overshoot.
             if accepted:
-                # Among candidates within budget, the smallest file wins.
                 pick = min(accepted, key=lambda s: s[0].size_bytes)
+            else:
+                pick = min(step, key=lambda s: s[0].score["loss"])
             if pick[0].score["loss"] >= best.score["loss"] and not pick[0].within_budget:
                 break  # keeping more in float does not help: stop here
             best, best_path = pick
             chosen = best.excluded_groups
         shutil.copyfile(best_path, dst)
-    return Path(dst), trials
+    return Path(dst), best, trials

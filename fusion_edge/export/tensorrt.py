@@ -63,7 +63,9 @@ def _gpu_name() -> str:
     return os.environ.get("FUSION_EDGE_GPU_NAME", "unknown-gpu")
 
 
-def engine_cache_key(trt_version: str, gpu_name: str, variant_sha256: str, precision: str, max_batch: int) -> str:
+def engine_cache_key(
+    trt_version: str, gpu_name: str, variant_sha256: str, precision: str, max_batch: int
+) -> str:
     """File name of an engine in the cache: everything that makes an engine invalid is in it."""
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower()
     return f"trt{trt_version}_{gpu}_{variant_sha256[:16]}_{precision}_b{max_batch}.engine"
@@ -145,7 +147,9 @@ def build_engines(
     """
     unknown = [p for p in precisions if p not in ENGINE_PLANS]
     if unknown:
-        raise ConfigError(f"unknown engine precision(s) {unknown}; choose from {', '.join(ENGINE_PLANS)}")
+        raise ConfigError(
+            f"unknown engine precision(s) {unknown}; choose from {', '.join(ENGINE_PLANS)}"
+        )
     manifest = verify_bundle(bundle)
     variants = {v["name"]: v for v in manifest["variants"]}
     shapes = {i["name"]: (len(i["channels"]), int(i["window_samples"])) for i in manifest["inputs"]}
@@ -153,7 +157,10 @@ def build_engines(
     try:
         trt = _trt()
     except MissingDependencyError as exc:
-        return [{"variant": f"engine_{p}", "status": f"skipped: {exc}", "precision": p} for p in precisions]
+        return [
+            {"variant": f"engine_{p}", "status": f"skipped: {exc}", "precision": p}
+            for p in precisions
+        ]
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     gpu = _gpu_name()
     for precision in precisions:
@@ -169,11 +176,28 @@ def build_engines(
             if path.is_file():
                 row["status"] = "cached"
             else:
-                build_engine(Path(bundle) / var["file"], path, input_shapes=shapes, max_batch=max_batch, flags=flags)
+                build_engine(
+                    Path(bundle) / var["file"],
+                    path,
+                    input_shapes=shapes,
+                    max_batch=max_batch,
+                    flags=flags,
+                )
                 row["status"] = "ok"
-                path.with_suffix(".json").write_text(json.dumps(
-                    {"bundle": str(bundle), "variant": source, "precision": precision, "tensorrt": trt.__version__,
-                     "gpu": gpu, "max_batch": max_batch, "sha256": var["sha256"]}, indent=2))
+                path.with_suffix(".json").write_text(
+                    json.dumps(
+                        {
+                            "bundle": str(bundle),
+                            "variant": source,
+                            "precision": precision,
+                            "tensorrt": trt.__version__,
+                            "gpu": gpu,
+                            "max_batch": max_batch,
+                            "sha256": var["sha256"],
+                        },
+                        indent=2,
+                    )
+                )
             row.update(file=str(path), size_bytes=path.stat().st_size)
         except BackendError as exc:
             row["status"] = f"failed: {exc}"

@@ -128,6 +128,8 @@ class BleTransport:
         command_timeout: Seconds to wait for a pod to answer a control command.
         clock: Host receive-time source, integer nanoseconds (``time.monotonic_ns``).
         seed: Seed for the backoff jitter, so runs are reproducible.
+        raw_sink: Called with ``(address, packet bytes, host receive ns)`` for every notification
+            before it is decoded (session recording keeps the raw bytes, good or bad).
 
     Use it as ``async with BleTransport([...]) as transport:``: entering connects every pod on
     the allow-list and starts streaming; leaving stops notifications, sends STOP and disconnects.
@@ -148,6 +150,7 @@ class BleTransport:
         command_timeout: float = 5.0,
         clock: Callable[[], int] = time.monotonic_ns,
         seed: int = 0,
+        raw_sink: Callable[[str, bytes, int], None] | None = None,
     ) -> None:
         addresses = [normalize_address(a) for a in allow_list]
         if not addresses:
@@ -176,6 +179,7 @@ class BleTransport:
         self._connect_timeout = connect_timeout
         self._command_timeout = command_timeout
         self._clock = clock
+        self._raw_sink = raw_sink
         self._rng = random.Random(seed)
         self._connect_lock = asyncio.Lock()
         self._closed = False
@@ -442,8 +446,11 @@ class BleTransport:
 
     def _on_data(self, link: PodLink, data: bytearray) -> None:
         host_time_ns = self._clock()
+        packet = bytes(data)
+        if self._raw_sink is not None:
+            self._raw_sink(link.address, packet, host_time_ns)
         try:
-            blocks = link.reader.feed(bytes(data), host_time_ns)
+            blocks = link.reader.feed(packet, host_time_ns)
         except FusionEdgeError as exc:
             # Only the RAISE policy gets here. A callback cannot raise to the caller, so the
             # link stops and the error is kept for the operator.

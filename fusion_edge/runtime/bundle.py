@@ -44,13 +44,31 @@ MANIFEST_FILE = "manifest.json"
 # Keys every manifest must have (the schema; version 1). Extra keys are refused so that a typo
 # or a newer writer is caught instead of silently ignored.
 _REQUIRED = (
-    "format", "format_version", "model_name", "fusion_edge_version", "inputs", "preprocessing",
-    "normalization", "tasks", "variants", "fallback", "export_config",
+    "format",
+    "format_version",
+    "model_name",
+    "fusion_edge_version",
+    "inputs",
+    "preprocessing",
+    "normalization",
+    "tasks",
+    "variants",
+    "fallback",
+    "export_config",
 )
 _OPTIONAL = ("model_config", "created_utc", "source_run", "pruning", "notes")
 _INPUT_KEYS = ("name", "channels", "sample_rate_hz", "window_samples", "hop_seconds")
 _TASK_KEYS = ("name", "kind")
-_VARIANT_KEYS = ("name", "file", "precision", "format", "sha256", "size_bytes", "metrics", "latency_ms")
+_VARIANT_KEYS = (
+    "name",
+    "file",
+    "precision",
+    "format",
+    "sha256",
+    "size_bytes",
+    "metrics",
+    "latency_ms",
+)
 
 
 class Precision(str, Enum):
@@ -85,7 +103,9 @@ def _check_keys(d: Any, required: tuple[str, ...], where: Path, ctx: str) -> Non
         raise _fail(where, f"{ctx} must be a JSON object; re-export the bundle")
     for key in required:
         if key not in d:
-            raise _fail(where, f"{ctx} lacks the key '{key}'; the bundle is incomplete, re-export it")
+            raise _fail(
+                where, f"{ctx} lacks the key '{key}'; the bundle is incomplete, re-export it"
+            )
 
 
 def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
@@ -101,7 +121,9 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
     root = Path(bundle)
     path = root / MANIFEST_FILE
     if not root.is_dir():
-        raise BundleError(f"{root} is not a folder; give the bundle folder that `fusion-edge export` wrote")
+        raise BundleError(
+            f"{root} is not a folder; give the bundle folder that `fusion-edge export` wrote"
+        )
     if not path.is_file():
         raise BundleError(
             f"{path} is missing: {root} is not a finished bundle (an interrupted export leaves "
@@ -113,7 +135,9 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         raise _fail(path, f"not valid JSON ({exc}); the bundle is corrupt, re-export it") from None
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
-        raise _fail(path, f"format is {got!r}, expected {BUNDLE_FORMAT!r}: this is not a fusion-edge bundle")
+        raise _fail(
+            path, f"format is {got!r}, expected {BUNDLE_FORMAT!r}: this is not a fusion-edge bundle"
+        )
     version = doc.get("format_version")
     if version != BUNDLE_VERSION or isinstance(version, bool):
         raise _fail(
@@ -124,7 +148,9 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
     _check_keys(doc, _REQUIRED, path, "the manifest")
     unknown = set(doc) - set(_REQUIRED) - set(_OPTIONAL)
     if unknown:
-        raise _fail(path, f"unknown keys {sorted(unknown)}; the bundle was written by another version")
+        raise _fail(
+            path, f"unknown keys {sorted(unknown)}; the bundle was written by another version"
+        )
     if not isinstance(doc["inputs"], list) or not doc["inputs"]:
         raise _fail(path, "'inputs' must be a non-empty list")
     for i, inp in enumerate(doc["inputs"]):
@@ -135,15 +161,18 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         for key in ("mean", "std"):
             if len(stats.get(key, [])) != len(inp["channels"]):
                 raise _fail(
-                    path, f"normalization['{inp['name']}']['{key}'] must have one value per channel "
-                    f"({len(inp['channels'])}); re-export the bundle"
+                    path,
+                    f"normalization['{inp['name']}']['{key}'] must have one value per channel "
+                    f"({len(inp['channels'])}); re-export the bundle",
                 )
     if not isinstance(doc["tasks"], list) or not doc["tasks"]:
         raise _fail(path, "'tasks' must be a non-empty list")
     for i, task in enumerate(doc["tasks"]):
         _check_keys(task, _TASK_KEYS, path, f"tasks[{i}]")
         if task["kind"] not in ("class", "regression"):
-            raise _fail(path, f"tasks[{i}] kind {task['kind']!r} is neither 'class' nor 'regression'")
+            raise _fail(
+                path, f"tasks[{i}] kind {task['kind']!r} is neither 'class' nor 'regression'"
+            )
     if not isinstance(doc["variants"], list) or not doc["variants"]:
         raise _fail(path, "'variants' must be a non-empty list")
     names = set()
@@ -151,7 +180,9 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         _check_keys(var, _VARIANT_KEYS, path, f"variants[{i}]")
         if var["precision"] not in {p.value for p in Precision}:
             raise _fail(
-                path, f"variants[{i}] precision {var['precision']!r} is not one of {[p.value for p in Precision]}"
+                path,
+                f"variants[{i}] precision {var['precision']!r} is not one of "
+                f"{[p.value for p in Precision]}",
             )
         if var["name"] in names:
             raise _fail(path, f"variant name {var['name']!r} appears twice")
@@ -160,7 +191,9 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
     fb = doc["fallback"]
     _check_keys(fb, ("variant", "file", "escalation_threshold"), path, "fallback")
     if fb["variant"] not in names:
-        raise _fail(path, f"fallback variant {fb['variant']!r} is not among the variants {sorted(names)}")
+        raise _fail(
+            path, f"fallback variant {fb['variant']!r} is not among the variants {sorted(names)}"
+        )
     thr = fb["escalation_threshold"]
     if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0:
         raise _fail(path, f"fallback escalation_threshold {thr!r} must be a number in [0, 1]")
@@ -169,7 +202,12 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _safe_relative(name: Any, where: Path) -> None:
     # A manifest is data from a file: never let it point outside its own folder.
-    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+    if (
+        not isinstance(name, str)
+        or not name
+        or Path(name).is_absolute()
+        or ".." in Path(name).parts
+    ):
         raise _fail(where, f"file {name!r} must be a plain path inside the bundle folder")
 
 
@@ -188,7 +226,8 @@ def verify_bundle(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         path = root / var["file"]
         if not path.is_file():
             raise BundleError(
-                f"variant '{var['name']}': file {path} is missing; copy the whole bundle folder again"
+                f"variant '{var['name']}': file {path} is missing; "
+                "copy the whole bundle folder again"
             )
         size = path.stat().st_size
         if size != var["size_bytes"]:
@@ -227,7 +266,9 @@ class BundleWriter:
     def __enter__(self) -> BundleWriter:
         self.out = Path(self.out)
         if self.out.exists() and not self.overwrite:
-            raise BundleError(f"{self.out} already exists; choose another --out or pass --overwrite")
+            raise BundleError(
+                f"{self.out} already exists; choose another --out or pass --overwrite"
+            )
         parent = self.out.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +313,12 @@ class BundleWriter:
         """Write ``manifest.json`` (with the variants added), verify, and rename into place."""
         if self.folder is None:
             raise BundleError("BundleWriter.commit() called outside its 'with' block")
-        doc = {"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, **manifest, "variants": self.variants}
+        doc = {
+            "format": BUNDLE_FORMAT,
+            "format_version": BUNDLE_VERSION,
+            **manifest,
+            "variants": self.variants,
+        }
         tmp = self.folder / (MANIFEST_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2, sort_keys=False), encoding="utf-8")
         os.replace(tmp, self.folder / MANIFEST_FILE)
@@ -288,7 +334,9 @@ class BundleWriter:
         return self.out
 
 
-def iter_variants(manifest: Mapping[str, Any], precision: str | None = None) -> Iterator[dict[str, Any]]:
+def iter_variants(
+    manifest: Mapping[str, Any], precision: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Variants of a manifest, optionally only those of one precision."""
     for var in manifest["variants"]:
         if precision is None or var["precision"] == precision:

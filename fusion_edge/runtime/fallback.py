@@ -97,6 +97,11 @@ class BackendChain:
         return self._active
 
     @property
+    def active_spec(self) -> BackendSpec | None:
+        """The spec of the backend that answers now (None when none loaded)."""
+        return self.specs[self._index] if self._active is not None else None
+
+    @property
     def name(self) -> str:
         """Name of the active backend."""
         return self.active.name

@@ -13,14 +13,14 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tomllib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from fusion_edge.errors import ConfigError
+from fusion_edge.errors import ConfigError, MissingDependencyError
 
 __all__ = [
     "BackendName",
@@ -101,12 +101,19 @@ class TomlLocator:
         prefix: KeyPath = ()
         in_multiline: str | None = None
         depth = 0
+        array_path: KeyPath | None = None
+        array_index = 0
         for number, line in enumerate(text.splitlines(), start=1):
             if in_multiline is not None:
                 if in_multiline in line:
                     in_multiline = None
                 continue
             if depth > 0:
+                if array_path is not None and depth == 1:
+                    # One element per line is the usual style: point at the element itself.
+                    for _ in self._items(line):
+                        self.lines.setdefault(array_path + (array_index,), number)
+                        array_index += 1
                 depth += self._bracket_balance(line)
                 continue
             header = self._HEADER.match(line)
@@ -128,6 +135,10 @@ class TomlLocator:
                     in_multiline = quote
             if in_multiline is None:
                 depth = max(0, self._bracket_balance(value))
+                array_path, array_index = None, 0
+                if depth == 1 and value.strip().startswith("["):
+                    array_path = path
+                    array_index = len(self._items(value.strip()[1:]))
 
     @staticmethod
     def _resolve(names: list[str], arrays: Mapping[tuple[str, ...], int]) -> KeyPath:
@@ -142,6 +153,12 @@ class TomlLocator:
     def _bracket_balance(text: str) -> int:
         text = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', "", text).split("#", 1)[0]
         return text.count("[") + text.count("{") - text.count("]") - text.count("}")
+
+    @staticmethod
+    def _items(text: str) -> list[str]:
+        """Scalar items written on one line of an array (strings, numbers, booleans)."""
+        bare = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', '""', text).split("#", 1)[0]
+        return [t for t in (p.strip() for p in bare.split(",")) if t and t.strip("[]")]
 
     def line_of(self, path: KeyPath) -> int | None:
         """Line of ``path`` or of its nearest written ancestor; None if nothing matches."""
@@ -321,7 +338,7 @@ class _Checker:
 
     def get(self, doc: Mapping[str, Any], key: KeyPath, kind: type | tuple[type, ...],
             default: Any = None, *, required: bool = False) -> Any:
-        name = key[-1]
+        name = str(key[-1])
         if name not in doc:
             if required:
                 raise self.fail(key, "is missing; add it")
@@ -529,6 +546,19 @@ def parse_kit(doc: dict[str, Any], text: str, path: Path) -> KitConfig:
     )
 
 
+def _toml() -> Any:
+    """tomllib (Python 3.11+) or its backport tomli (JetPack 6 ships Python 3.10)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:
+        import tomli
+    except ModuleNotFoundError:
+        raise MissingDependencyError("tomli", "edge", "Reading a kit file on Python 3.10") from None
+    return tomli
+
+
 def load_kit(path: str | os.PathLike[str]) -> KitConfig:
     """Read and validate a kit file.
 
@@ -548,9 +578,10 @@ def load_kit(path: str | os.PathLike[str]) -> KitConfig:
     except FileNotFoundError:
         raise KitError(p, None, "", "kit file does not exist; copy examples/kit.toml and "
                                     "edit it for your squad") from None
+    toml = _toml()
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        doc = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         raise KitError(p, int(m.group(1)) if m else None, "",
                        f"not valid TOML ({exc}); fix the syntax there") from None

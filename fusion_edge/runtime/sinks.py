@@ -52,7 +52,7 @@ class Sink(Protocol):
         """Deliver a batch (called from the sink's worker thread only)."""
 
     def close(self) -> None:
-        """Flush and release resources (called once, from the worker thread, after the last batch)."""
+        """Flush and release resources (once, from the worker thread, after the last batch)."""
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,28 @@ from fusion_edge.toolkit.dataset import DatasetSpec, ModalitySpec, TaskSpec, wri
 LABELS = ("walk", "run", "jump")
 
 
-def make_dataset(root: Path, *, seed: int = 0, imu_channels: int = 6, players: int = 8, per_player: int = 48,
-                 labels: tuple[str, ...] = LABELS) -> Path:
+def make_dataset(
+    root: Path,
+    *,
+    seed: int = 0,
+    imu_channels: int = 6,
+    players: int = 8,
+    per_player: int = 48,
+    labels: tuple[str, ...] = LABELS,
+) -> Path:
     """Windows whose class sets the IMU frequency and whose quality sets its amplitude."""
     rng = np.random.default_rng(seed)
     spec = DatasetSpec(
         modalities=(
-            ModalitySpec("imu", tuple(f"c{i}" for i in range(imu_channels)), ("",) * imu_channels, 20.0, 40),
+            ModalitySpec(
+                "imu", tuple(f"c{i}" for i in range(imu_channels)), ("",) * imu_channels, 20.0, 40
+            ),
             ModalitySpec("position", ("x", "y", "speed"), ("m", "m", "m/s"), 5.0, 10),
         ),
-        tasks=(TaskSpec("action", "class", labels=labels), TaskSpec("quality", "regression", value_range=(0.0, 1.0))),
+        tasks=(
+            TaskSpec("action", "class", labels=labels),
+            TaskSpec("quality", "regression", value_range=(0.0, 1.0)),
+        ),
         window_seconds=2.0,
         hop_seconds=1.0,
         preprocessing={"imu": {"resample_hz": 20.0}},
@@ -34,13 +46,29 @@ def make_dataset(root: Path, *, seed: int = 0, imu_channels: int = 6, players: i
     quality = rng.uniform(0.1, 0.9, n).astype(np.float32)
     t = np.arange(40) / 20.0
     freq = 1.0 + 2.0 * action[:, None, None]
-    imu = (quality[:, None, None] * 3 * np.sin(2 * np.pi * freq * t[None, None, :] + rng.uniform(0, 6, (n, imu_channels, 1)))
-           + 0.3 * rng.standard_normal((n, imu_channels, 40))).astype(np.float32)
+    imu = (
+        quality[:, None, None]
+        * 3
+        * np.sin(2 * np.pi * freq * t[None, None, :] + rng.uniform(0, 6, (n, imu_channels, 1)))
+        + 0.3 * rng.standard_normal((n, imu_channels, 40))
+    ).astype(np.float32)
     pos = (action[:, None, None] + 0.5 * rng.standard_normal((n, 3, 10))).astype(np.float32)
     player = np.repeat([f"p{i}" for i in range(players)], per_player)
     session = np.where(np.arange(n) % 2 == 0, "s1", "s2")
-    return write_dataset(root, spec, {"imu": imu, "position": pos}, {"action": action, "quality": quality},
-                         player, session)
+    return write_dataset(
+        root,
+        spec,
+        {"imu": imu, "position": pos},
+        {"action": action, "quality": quality},
+        player,
+        session,
+    )
+
+
+@pytest.fixture(scope="session")
+def dataset_factory():
+    """`make_dataset`, for tests that need a dataset that differs from the run's."""
+    return make_dataset
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +83,9 @@ def tiny_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fusion_edge.toolkit.train import TrainConfig, train_run
 
     out = tmp_path_factory.mktemp("run") / "run"
-    train_run(tiny_data, out, config=TrainConfig(epochs=2, seed=0, device="cpu"), show_progress=False)
+    train_run(
+        tiny_data, out, config=TrainConfig(epochs=2, seed=0, device="cpu"), show_progress=False
+    )
     return out
 
 

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from fusion_edge.errors import BundleError
-from fusion_edge.export.onnx_export import OPSET, check_onnx, export_onnx, onnx_session, read_metadata
+from fusion_edge.export.onnx_export import (
+    OPSET,
+    check_onnx,
+    export_onnx,
+    onnx_session,
+    read_metadata,
+)
 from fusion_edge.toolkit.checkpoint import load_run
 
 

@@ -46,9 +46,19 @@ def test_pruned_model_is_smaller_and_reloads_from_its_config(tiny_run: Path) -> 
 
 
 def test_flop_count_by_hand() -> None:
-    cfg = ModelConfig(modalities=(("m", 2, 8),), tasks=(("t", "class", 3),), conv_channels=(4, 4, 4), kernel_size=3,
-                      latent=5, lstm_hidden=(6, 7), time_steps=4, attention=False)
-    convs = 2 * 2 * 4 * 3 * 8 + 2 * 4 * 4 * 3 * 4 + 2 * 4 * 4 * 3 * 4  # pooled 8 -> 4 after the first block
+    cfg = ModelConfig(
+        modalities=(("m", 2, 8),),
+        tasks=(("t", "class", 3),),
+        conv_channels=(4, 4, 4),
+        kernel_size=3,
+        latent=5,
+        lstm_hidden=(6, 7),
+        time_steps=4,
+        attention=False,
+    )
+    convs = (
+        2 * 2 * 4 * 3 * 8 + 2 * 4 * 4 * 3 * 4 + 2 * 4 * 4 * 3 * 4
+    )  # pooled 8 -> 4 after the first block
     proj = 2 * 4 * 5 * 4
     lstm = 4 * 2 * 4 * 6 * (5 + 6) + 4 * 2 * 4 * 7 * (6 + 7)
     head = 2 * 7 * 3

@@ -11,7 +11,12 @@ from onnx import numpy_helper
 
 from fusion_edge.calibration.quant_sets import CalibrationSet
 from fusion_edge.export.onnx_export import export_onnx, onnx_session
-from fusion_edge.export.quantize import convert_fp16, node_groups, quantize_int8_cpu, quantize_int8_tensorrt
+from fusion_edge.export.quantize import (
+    convert_fp16,
+    node_groups,
+    quantize_int8_cpu,
+    quantize_int8_tensorrt,
+)
 from fusion_edge.toolkit.checkpoint import load_run
 
 
@@ -21,8 +26,13 @@ def fp32(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("q")
     path = export_onnx(model, folder / "fp32.onnx")
     rng = np.random.default_rng(1)
-    calib = CalibrationSet({n: rng.standard_normal((32, c, s)).astype(np.float32)
-                            for n, c, s in model.config.modalities}, np.arange(32))
+    calib = CalibrationSet(
+        {
+            n: rng.standard_normal((32, c, s)).astype(np.float32)
+            for n, c, s in model.config.modalities
+        },
+        np.arange(32),
+    )
     return model, path, folder, calib
 
 
@@ -32,7 +42,9 @@ def _ops(path: Path) -> list[str]:
 
 def _run(path: Path, model) -> list[np.ndarray]:
     rng = np.random.default_rng(2)
-    feed = {n: rng.standard_normal((4, c, s)).astype(np.float32) for n, c, s in model.config.modalities}
+    feed = {
+        n: rng.standard_normal((4, c, s)).astype(np.float32) for n, c, s in model.config.modalities
+    }
     return onnx_session(path).run(None, feed)
 
 
@@ -62,7 +74,9 @@ def test_int8_exclusions_stay_float(fp32) -> None:
     model, src, folder, calib = fp32
     groups = node_groups(src, model.config.tasks)
     assert set(groups) >= {"attention", "regression_heads", "class_heads", "lstm"}
-    dst = quantize_int8_cpu(src, folder / "int8x.onnx", calib, exclude=groups["lstm"] + groups["regression_heads"])
+    dst = quantize_int8_cpu(
+        src, folder / "int8x.onnx", calib, exclude=groups["lstm"] + groups["regression_heads"]
+    )
     proto = onnx.load(str(dst))
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("LSTM") == 2 and "DynamicQuantizeLSTM" not in ops
@@ -79,6 +93,27 @@ def test_tensorrt_qdq_is_symmetric_and_keeps_lstm_float(fp32) -> None:
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("LSTM") == 2 and "QuantizeLinear" in ops
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    zero_points = [inits[n.input[2]] for n in proto.graph.node
-                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2 and n.input[2] in inits]
+    zero_points = [
+        inits[n.input[2]]
+        for n in proto.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+        and len(n.input) > 2
+        and n.input[2] in inits
+    ]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
+def test_exclusion_search_keeps_float_what_the_judge_needs(fp32) -> None:
+    from fusion_edge.export.quantize import choose_int8_exclusions
+
+    model, src, folder, calib = fp32
+    groups = node_groups(src, model.config.tasks)
+
+    def judge(path: Path):
+        lstm_float = "DynamicQuantizeLSTM" not in _ops(path)
+        return lstm_float, {"loss": 0.0 if lstm_float else 1.0}
+
+    dst, chosen, trials = choose_int8_exclusions(src, folder / "sel.onnx", calib, groups, judge)
+    assert trials[0].excluded_groups == () and not trials[0].within_budget
+    assert chosen.excluded_groups == ("lstm",) and chosen.within_budget
+    assert "DynamicQuantizeLSTM" not in _ops(dst) and "QuantizeLinear" in _ops(dst)

@@ -24,7 +24,9 @@ def test_unknown_precision_is_refused(tiny_bundle) -> None:
 
 
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed: the skip path is not taken")
-def test_without_tensorrt_the_build_is_skipped_and_the_bundle_stays_usable(tiny_bundle, tmp_path: Path) -> None:
+def test_without_tensorrt_the_build_is_skipped_and_the_bundle_stays_usable(
+    tiny_bundle, tmp_path: Path
+) -> None:
     rows = build_engines(tiny_bundle.bundle, cache_dir=tmp_path)
     assert [r["variant"] for r in rows] == ["engine_fp16", "engine_int8"]
     assert all(r["status"].startswith("skipped:") and "tensorrt" in r["status"] for r in rows)
@@ -35,7 +37,11 @@ def test_without_tensorrt_the_build_is_skipped_and_the_bundle_stays_usable(tiny_
 @pytest.mark.gpu
 @pytest.mark.skipif(not HAS_TRT, reason="needs the tensorrt Python package and a CUDA GPU")
 def test_engines_build_and_are_cached(tiny_bundle, tmp_path: Path) -> None:
-    rows = build_engines(tiny_bundle.bundle, precisions=("fp16", "int8"), max_batch=5, cache_dir=tmp_path)
+    rows = build_engines(
+        tiny_bundle.bundle, precisions=("fp16", "int8"), max_batch=5, cache_dir=tmp_path
+    )
     assert all(r["status"] == "ok" for r in rows), rows
-    again = build_engines(tiny_bundle.bundle, precisions=("fp16", "int8"), max_batch=5, cache_dir=tmp_path)
+    again = build_engines(
+        tiny_bundle.bundle, precisions=("fp16", "int8"), max_batch=5, cache_dir=tmp_path
+    )
     assert all(r["status"] == "cached" for r in again)

@@ -32,7 +32,16 @@ def layout() -> np.ndarray:
 
 
 def test_channels() -> None:
-    assert POSITION_CHANNELS == ("x_att", "y_att", "speed", "v_att", "v_lat", "dx_team", "dy_team", "d_opp")
+    assert POSITION_CHANNELS == (
+        "x_att",
+        "y_att",
+        "speed",
+        "v_att",
+        "v_lat",
+        "dx_team",
+        "dy_team",
+        "d_opp",
+    )
 
 
 def test_hand_built_2v2_first_step() -> None:
@@ -83,7 +92,12 @@ def test_no_opponents_reads_the_no_opponent_distance() -> None:
 def straight_run(k: int = 100, speed: float = 5.0, course: float = np.pi / 2) -> np.ndarray:
     t = np.arange(k) / 10.0
     return np.column_stack(
-        [speed * np.cos(course) * t, speed * np.sin(course) * t, np.full(k, speed), np.full(k, course)]
+        [
+            speed * np.cos(course) * t,
+            speed * np.sin(course) * t,
+            np.full(k, speed),
+            np.full(k, course),
+        ]
     )
 
 

@@ -62,8 +62,11 @@ def test_to_json_holds_the_table() -> None:
 
 
 def test_user_file_extends_and_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path, VALID + '\n[5v5]\nteams = 2\nplayers = 4\nduration_s = 60\n'
-                 'pitch_m = [30, 20]\nintensity = 0.5\n')
+    path = write(
+        tmp_path,
+        VALID + "\n[5v5]\nteams = 2\nplayers = 4\nduration_s = 60\n"
+        "pitch_m = [30, 20]\nintensity = 0.5\n",
+    )
     cat = load_catalogue(path)
     assert {"drill", "rondo", "11v11", "futsal", "5v5"} <= set(cat)
     futsal = cat["futsal"]
@@ -80,21 +83,32 @@ def test_user_file_extends_and_overrides(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("patch", "match"),
     [
-        ("speed = 3\n", r"scenario \[futsal\] in .*mine\.toml: unknown key\(s\) \['speed'\]; allowed keys"),
-        ("action_mix = { flying = 1.0 }\n", r"unknown action 'flying' in action_mix; known actions: take_off"),
+        (
+            "speed = 3\n",
+            r"scenario \[futsal\] in .*mine\.toml: unknown key\(s\) \['speed'\]; allowed keys",
+        ),
+        (
+            "action_mix = { flying = 1.0 }\n",
+            r"unknown action 'flying' in action_mix; known actions: take_off",
+        ),
         ("action_mix = { running = -1.0 }\n", r"weight of 'running' must be a number >= 0"),
         ("action_mix = 3\n", r"'action_mix' must be a table"),
-        ("pitch_m = [400.0, 20.0]\n", r"'pitch_m' must be \[length, width\] in metres \(5\.\.200\)"),
+        (
+            "pitch_m = [400.0, 20.0]\n",
+            r"'pitch_m' must be \[length, width\] in metres \(5\.\.200\)",
+        ),
         ("pitch_m = [40.0]\n", r"'pitch_m' must be \[length, width\]"),
-        ("pitch_m = \"big\"\n", r"'pitch_m' must be \[length, width\]"),
+        ('pitch_m = "big"\n', r"'pitch_m' must be \[length, width\]"),
         ("intensity = 1.5\n", r"'intensity' must be a number in \[0\.0, 1\.0\], got 1\.5"),
         ("teams = 3\n", r"'teams' must be a number in \[1, 2\]"),
         ("players = true\n", r"'players' must be a number"),
         ("quality = [0.9, 0.1]\n", r"'quality' must be \[low, high\] with 0 <= low <= high <= 1"),
-        ("quality = [\"low\", 1.0]\n", r"'quality' must be \[low, high\]"),
+        ('quality = ["low", 1.0]\n', r"'quality' must be \[low, high\]"),
     ],
 )
-def test_bad_user_table_is_refused_with_a_pinned_message(tmp_path: Path, patch: str, match: str) -> None:
+def test_bad_user_table_is_refused_with_a_pinned_message(
+    tmp_path: Path, patch: str, match: str
+) -> None:
     # Replace the key if the valid table has it, else add it.
     key = patch.split("=")[0].strip()
     lines = [ln for ln in VALID.splitlines() if not ln.startswith(f"{key} ")]
@@ -105,7 +119,9 @@ def test_bad_user_table_is_refused_with_a_pinned_message(tmp_path: Path, patch: 
 
 def test_missing_required_key(tmp_path: Path) -> None:
     path = write(tmp_path, "[tiny]\nteams = 1\nplayers = 2\n")
-    with pytest.raises(ScenarioError, match=r"\[tiny\].*missing key\(s\) \['duration_s', 'intensity', 'pitch_m'\]"):
+    with pytest.raises(
+        ScenarioError, match=r"\[tiny\].*missing key\(s\) \['duration_s', 'intensity', 'pitch_m'\]"
+    ):
         load_catalogue(path)
 
 
@@ -126,9 +142,13 @@ def test_missing_user_file(tmp_path: Path) -> None:
         load_catalogue(tmp_path / "nope.toml")
 
 
-@pytest.mark.parametrize(("typo", "meant"), [("5v55", "5v5"), ("rondoo", "rondo"), ("dril", "drill")])
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("5v55", "5v5"), ("rondoo", "rondo"), ("dril", "drill")]
+)
 def test_typo_in_name_suggests_the_closest(typo: str, meant: str) -> None:
-    with pytest.raises(ScenarioError, match=rf"unknown scenario '{typo}'\. Did you mean '{meant}'\?") as exc:
+    with pytest.raises(
+        ScenarioError, match=rf"unknown scenario '{typo}'\. Did you mean '{meant}'\?"
+    ) as exc:
         get_scenario(typo)
     msg = str(exc.value)
     assert "Known scenarios:" in msg and "11v11" in msg and "--scenario-file" in msg

@@ -15,7 +15,7 @@ from fusion_edge.scenarios import (
     simulate_session,
 )
 from fusion_edge.scenarios.motion import CycleProfile, action_profile
-from fusion_edge.scenarios.sensors import G, BodyMotion, GnssModel, ImuModel
+from fusion_edge.scenarios.sensors import BodyMotion, G, GnssModel, ImuModel
 
 RATE = 100.0
 IDEAL_IMU = ImuModel(
@@ -39,7 +39,9 @@ def session() -> SimulatedSession:
 @pytest.fixture(scope="module")
 def clean_session() -> SimulatedSession:
     """90 s of 5v5 without lost samples or GNSS faults."""
-    return simulate_session(get_scenario("5v5"), seed=3, duration_s=90.0, lost_samples=False, gnss_faults=False)
+    return simulate_session(
+        get_scenario("5v5"), seed=3, duration_s=90.0, lost_samples=False, gnss_faults=False
+    )
 
 
 # ------------------------------------------------------------------ determinism and shapes
@@ -102,8 +104,17 @@ def test_every_shipped_scenario_simulates(name: str) -> None:
 
 def _still(n: int = 500, pitch: float = 0.0, roll: float = 0.0) -> BodyMotion:
     z = np.zeros(n)
-    return BodyMotion(RATE, np.zeros((n, 2)), np.zeros((n, 2)), z, z + pitch, z + roll, z,
-                      np.zeros((n, 3)), np.zeros((n, 3)))
+    return BodyMotion(
+        RATE,
+        np.zeros((n, 2)),
+        np.zeros((n, 2)),
+        z,
+        z + pitch,
+        z + roll,
+        z,
+        np.zeros((n, 3)),
+        np.zeros((n, 3)),
+    )
 
 
 def test_standing_imu_reads_gravity_up_and_no_rotation() -> None:
@@ -139,7 +150,9 @@ def test_simulated_standing_gravity_on_average(clean_session: SimulatedSession) 
     assert np.linalg.norm(mean_acc, axis=1) == pytest.approx(np.full(10, G), abs=1.5)
 
 
-def test_gnss_track_agrees_with_the_motion_that_drives_the_imu(clean_session: SimulatedSession) -> None:
+def test_gnss_track_agrees_with_the_motion_that_drives_the_imu(
+    clean_session: SimulatedSession,
+) -> None:
     s = clean_session
     truth = s.truth_pos[:, ::10].astype(float)  # the IMU-rate truth at every GNSS fix
     err = np.hypot(*(s.gnss[:, :, :2] - truth).transpose(2, 0, 1))
@@ -177,7 +190,9 @@ def test_imu_acceleration_matches_the_track(clean_session: SimulatedSession) -> 
 # ------------------------------------------------------------------ action signatures
 
 
-def _motion(action: str, seed: int, quality: float = 1.0, n: int = 300) -> tuple[CycleProfile, BodyMotion]:
+def _motion(
+    action: str, seed: int, quality: float = 1.0, n: int = 300
+) -> tuple[CycleProfile, BodyMotion]:
     """One cycle of ``action`` integrated as the simulator does (no steering, no stride)."""
     p = action_profile(action, n, RATE, quality, 0.75, np.random.default_rng(seed))
     dt = 1.0 / RATE
@@ -352,7 +367,9 @@ def test_simulated_windows_carry_their_action(clean_session: SimulatedSession) -
 # ------------------------------------------------------------------ tactics
 
 
-def test_pressing_players_are_closer_to_an_opponent_than_retreating_ones(clean_session: SimulatedSession) -> None:
+def test_pressing_players_are_closer_to_an_opponent_than_retreating_ones(
+    clean_session: SimulatedSession,
+) -> None:
     s = clean_session
     per = int(s.cycle_s * s.imu_rate_hz)
     near = {"pressing": [], "retreating_defense": []}

@@ -13,6 +13,8 @@ from fusion_edge.errors import CheckpointError
 from fusion_edge.toolkit.dataset import DatasetSpec, ModalitySpec, TaskSpec
 from fusion_edge.toolkit.model import SIZES, ModelConfig, MultimodalCnnLstm, count_parameters
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 B = 6
 
 
@@ -91,7 +93,9 @@ def test_explain_attention_and_modality_contribution_sum_to_one(config: ModelCon
     torch.testing.assert_close(res["effort"], effort)
 
 
-@pytest.mark.parametrize(("temporal", "attention"), [("none", False), ("none", True), ("lstm", False)])
+@pytest.mark.parametrize(
+    ("temporal", "attention"), [("none", False), ("none", True), ("lstm", False)]
+)
 def test_ablation_variants(config: ModelConfig, temporal: str, attention: bool) -> None:
     cfg = replace(config, temporal=temporal, attention=attention)
     model = MultimodalCnnLstm(cfg).eval()
@@ -103,7 +107,9 @@ def test_ablation_variants(config: ModelConfig, temporal: str, attention: bool) 
     torch.testing.assert_close(res["attention"].sum(dim=1), torch.ones(B))
     torch.testing.assert_close(res["modality_contribution"].sum(dim=1), torch.ones(B))
     if not attention:  # no attention: every step weighs the same
-        torch.testing.assert_close(res["attention"], torch.full((B, cfg.time_steps), 1.0 / cfg.time_steps))
+        torch.testing.assert_close(
+            res["attention"], torch.full((B, cfg.time_steps), 1.0 / cfg.time_steps)
+        )
 
 
 def test_unknown_temporal_is_refused(config: ModelConfig) -> None:
@@ -117,7 +123,11 @@ def test_wrong_number_of_inputs(config: ModelConfig) -> None:
 
 
 def test_config_json_round_trip(config: ModelConfig) -> None:
-    for cfg in (config, ModelConfig.for_dataset(odd_spec(), "paper"), replace(config, temporal="none")):
+    for cfg in (
+        config,
+        ModelConfig.for_dataset(odd_spec(), "paper"),
+        replace(config, temporal="none"),
+    ):
         doc = json.loads(json.dumps(cfg.to_json()))
         assert ModelConfig.from_json(doc) == cfg
 
@@ -125,7 +135,9 @@ def test_config_json_round_trip(config: ModelConfig) -> None:
 def test_config_from_another_version_is_refused(config: ModelConfig) -> None:
     doc = config.to_json()
     doc["heads_v2"] = True
-    with pytest.raises(CheckpointError, match=r"unknown keys \['heads_v2'\].*another fusion-edge version"):
+    with pytest.raises(
+        CheckpointError, match=r"unknown keys \['heads_v2'\].*another fusion-edge version"
+    ):
         ModelConfig.from_json(doc)
 
 
@@ -140,7 +152,9 @@ def test_window_that_does_not_reduce_to_time_steps_is_refused() -> None:
 
 
 def test_unknown_size_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"unknown model size 'huge'; choose one of \['edge', 'paper'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown model size 'huge'; choose one of \['edge', 'paper'\]"
+    ):
         ModelConfig.for_dataset(odd_spec(), "huge")
 
 

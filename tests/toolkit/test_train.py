@@ -13,11 +13,19 @@ import pytest
 import torch
 
 from fusion_edge.errors import CheckpointError, DatasetError
-from fusion_edge.toolkit.checkpoint import RUN_FORMAT, RUN_VERSION, Normalization, load_run, read_run_info
+from fusion_edge.toolkit.checkpoint import (
+    RUN_FORMAT,
+    RUN_VERSION,
+    Normalization,
+    load_run,
+    read_run_info,
+)
 from fusion_edge.toolkit.dataset import Dataset, DatasetSpec, ModalitySpec, TaskSpec
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.splits import GroupedSplit, split_by_player
 from fusion_edge.toolkit.train import TrainConfig, predict, train
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def copy_run(trained_run, tmp_path: Path) -> Path:
@@ -58,7 +66,10 @@ def test_load_run_restores_identical_outputs(trained_run) -> None:
     model, info = load_run(trained_run.path)
     ds = Dataset.open(trained_run.data)
     idx = np.arange(40)
-    xs = [torch.from_numpy(info.normalization.apply(m.name, ds.inputs[m.name][idx])) for m in ds.spec.modalities]
+    xs = [
+        torch.from_numpy(info.normalization.apply(m.name, ds.inputs[m.name][idx]))
+        for m in ds.spec.modalities
+    ]
     again = predict(model, xs)
     original = predict(trained_run.result.model, xs)
     assert len(again) == 3
@@ -99,7 +110,9 @@ def test_split_by_player_is_grouped_seeded_and_refuses_too_few_players() -> None
         members = set(player[a.indices(player, part)])
         assert members == set(getattr(a, part))
     assert GroupedSplit.from_json(json.loads(json.dumps(a.to_json()))) == a
-    with pytest.raises(DatasetError, match=r"2 player\(s\); a grouped train/val/test split needs at least 3"):
+    with pytest.raises(
+        DatasetError, match=r"2 player\(s\); a grouped train/val/test split needs at least 3"
+    ):
         split_by_player(np.array(["a", "b", "a"]))
 
 
@@ -109,8 +122,11 @@ def test_split_by_player_is_grouped_seeded_and_refuses_too_few_players() -> None
 def test_missing_config_json(trained_run, tmp_path: Path) -> None:
     run = copy_run(trained_run, tmp_path)
     (run / "config.json").unlink()
-    with pytest.raises(CheckpointError, match=r"is not a training run: config\.json is missing \(train one with "
-                       r"'fusion-edge train --data DIR --out .*run'\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"is not a training run: config\.json is missing \(train one with "
+        r"'fusion-edge train --data DIR --out .*run'\)",
+    ):
         load_run(run)
 
 
@@ -122,21 +138,28 @@ def test_not_a_folder(tmp_path: Path) -> None:
 def test_unknown_version(trained_run, tmp_path: Path) -> None:
     run = copy_run(trained_run, tmp_path)
     edit_config(run, version=99)
-    with pytest.raises(CheckpointError, match=r"has run format version 99, this fusion-edge reads version 1: retrain"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"has run format version 99, this fusion-edge reads version 1: retrain",
+    ):
         load_run(run)
 
 
 def test_other_format(trained_run, tmp_path: Path) -> None:
     run = copy_run(trained_run, tmp_path)
     edit_config(run, format="someone-else")
-    with pytest.raises(CheckpointError, match=r"is not a fusion-edge run \(format 'someone-else'\)"):
+    with pytest.raises(
+        CheckpointError, match=r"is not a fusion-edge run \(format 'someone-else'\)"
+    ):
         load_run(run)
 
 
 def test_config_that_is_not_json(trained_run, tmp_path: Path) -> None:
     run = copy_run(trained_run, tmp_path)
     (run / "config.json").write_text("{ half")
-    with pytest.raises(CheckpointError, match=r"is not valid JSON .*the run folder is corrupt, retrain"):
+    with pytest.raises(
+        CheckpointError, match=r"is not valid JSON .*the run folder is corrupt, retrain"
+    ):
         load_run(run)
 
 
@@ -145,7 +168,9 @@ def test_config_missing_a_section(trained_run, tmp_path: Path) -> None:
     doc = json.loads((run / "config.json").read_text())
     del doc["normalization"]
     (run / "config.json").write_text(json.dumps(doc))
-    with pytest.raises(CheckpointError, match=r"lacks the key 'normalization'; the run folder is incomplete"):
+    with pytest.raises(
+        CheckpointError, match=r"lacks the key 'normalization'; the run folder is incomplete"
+    ):
         load_run(run)
 
 
@@ -154,16 +179,23 @@ def test_corrupted_safetensors(trained_run, tmp_path: Path, damage: str) -> None
     run = copy_run(trained_run, tmp_path)
     weights = run / "model.safetensors"
     data = weights.read_bytes()
-    weights.write_bytes({"garbage": b"not a tensor file" * 20, "truncated": data[: len(data) // 2],
-                         "empty": b""}[damage])
-    with pytest.raises(CheckpointError, match=r"model\.safetensors cannot be read .*the file is corrupt, retrain"):
+    weights.write_bytes(
+        {"garbage": b"not a tensor file" * 20, "truncated": data[: len(data) // 2], "empty": b""}[
+            damage
+        ]
+    )
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors cannot be read .*the file is corrupt, retrain"
+    ):
         load_run(run)
 
 
 def test_missing_weights(trained_run, tmp_path: Path) -> None:
     run = copy_run(trained_run, tmp_path)
     (run / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match=r"model\.safetensors is missing: the run did not finish; retrain"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors is missing: the run did not finish; retrain"
+    ):
         load_run(run)
 
 
@@ -174,7 +206,9 @@ def test_weights_of_another_model(trained_run, tmp_path: Path, change: dict) -> 
 
     run = copy_run(trained_run, tmp_path)
     other = MultimodalCnnLstm(replace(read_run_info(run).model, **change))
-    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, str(run / "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in other.state_dict().items()}, str(run / "model.safetensors")
+    )
     with pytest.raises(CheckpointError, match=r"does not match its config\.json.*retrain"):
         load_run(run)
 
@@ -202,8 +236,15 @@ def test_training_learns_an_easy_task(tiny_model: dict) -> None:
     ds = sign_dataset()
     cfg = ModelConfig.for_dataset(ds.spec, **tiny_model)
     rows = []
-    result = train(ds, cfg, TrainConfig(epochs=8, batch_size=32, lr=3e-3, device="cpu", seed=0,
-                                        early_stop_patience=100), show_progress=False, on_epoch=rows.append)
+    result = train(
+        ds,
+        cfg,
+        TrainConfig(
+            epochs=8, batch_size=32, lr=3e-3, device="cpu", seed=0, early_stop_patience=100
+        ),
+        show_progress=False,
+        on_epoch=rows.append,
+    )
     losses = [r["train_loss"] for r in result.history]
     assert rows == result.history and len(losses) == 8
     assert losses[-1] < 0.6 * losses[0], losses
@@ -220,7 +261,9 @@ def test_training_is_deterministic_under_a_seed(tiny_model: dict) -> None:
     a = train(ds, cfg, tc, show_progress=False)
     b = train(ds, cfg, tc, show_progress=False)
     assert [r["train_loss"] for r in a.history] == [r["train_loss"] for r in b.history]
-    for (k, va), (_, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+    for (k, va), (_, vb) in zip(
+        a.model.state_dict().items(), b.model.state_dict().items(), strict=True
+    ):
         assert torch.equal(va, vb), k
 
 
@@ -231,8 +274,12 @@ def test_missing_labels_are_ignored_by_the_loss(tiny_model: dict) -> None:
     ds = Dataset(ds.spec, ds.inputs, {"sign": labels}, ds.player, ds.session)
     cfg = ModelConfig.for_dataset(ds.spec, **tiny_model)
     result = train(ds, cfg, TrainConfig(epochs=1, batch_size=32, device="cpu"), show_progress=False)
-    assert np.isfinite(result.history[0]["train_loss"]) and np.isfinite(result.history[0]["val_loss"])
-    assert result.val_metrics["sign"]["support"] == int((labels[result.split.indices(ds.player, "val")] >= 0).sum())
+    assert np.isfinite(result.history[0]["train_loss"]) and np.isfinite(
+        result.history[0]["val_loss"]
+    )
+    assert result.val_metrics["sign"]["support"] == int(
+        (labels[result.split.indices(ds.player, "val")] >= 0).sum()
+    )
 
 
 def test_cuda_asked_for_without_a_gpu(tiny_model: dict) -> None:
@@ -240,5 +287,8 @@ def test_cuda_asked_for_without_a_gpu(tiny_model: dict) -> None:
         pytest.skip("a CUDA GPU is present")
     ds = sign_dataset(n=60, players=4)
     cfg = ModelConfig.for_dataset(ds.spec, **tiny_model)
-    with pytest.raises(DatasetError, match="--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu"):
+    with pytest.raises(
+        DatasetError,
+        match="--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu",
+    ):
         train(ds, cfg, TrainConfig(epochs=1, device="cuda"), show_progress=False)

@@ -1,0 +1,374 @@
+"""The box's data path, from raw bytes to feedback events, driven by receive times alone.
+
+`FieldProcessor` takes raw pod notifications and raw GNSS frames with their host receive times
+(live from the transports, or from a recording) and does everything after the wire:
+
+    pod bytes -> PacketReader -> clock map -> IMU calibration -> streaming DSP --+
+    GNSS bytes -> GnssStreamReader -> pitch frame -> GNSS cleaning ---------------+
+                                                                                 v
+        per-player windows (SquadAssembler) -> one batch per hop -> BundleModel (chain +
+        escalation) -> FeedbackEvent per player -> sinks and the recording
+
+Because it never reads the wall clock to decide anything, replaying a recording gives the
+same events every time. A hop is scored as soon as every live player's streams have reached
+the hop's end (or ``max_wait_s`` after it for stragglers); its latency is measured from the
+arrival of the sample that completed it to the events leaving.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fusion_edge.calibration.clock import ClockAlignment
+from fusion_edge.errors import FusionEdgeError
+from fusion_edge.firmware_bridge.gnss_messages import GnssFix, MessageKind
+from fusion_edge.firmware_bridge.gnss_reader import BadFramePolicy, GnssStreamReader
+from fusion_edge.firmware_bridge.reader import BadPacketPolicy, PacketReader
+from fusion_edge.firmware_bridge.scenario_fixes import PitchOrigin
+from fusion_edge.runtime.bundle_model import BundleModel
+from fusion_edge.runtime.events import EventStatus, FeedbackEvent, predictions_from_outputs
+from fusion_edge.runtime.load import PlayerLoadTracker
+from fusion_edge.runtime.streaming import GnssStreamConfig, GnssStreamPipeline, ImuStreamConfig, ImuStreamPipeline
+from fusion_edge.runtime.windows import SquadAssembler, WindowConfig
+
+__all__ = [
+    "PlayerSetup",
+    "ProcessorConfig",
+    "FieldProcessor",
+    "pitch_xy",
+    "session_metadata",
+    "setups_from_metadata",
+]
+
+log = logging.getLogger(__name__)
+_EARTH_RADIUS_M = 6_371_000.0
+
+
+def pitch_xy(origin: PitchOrigin, lat: float, lon: float) -> tuple[float, float]:
+    """Pitch coordinates (m) of a WGS84 point: the inverse of ``PitchOrigin.to_lat_lon``."""
+    north = math.radians(lat - origin.lat_deg) * _EARTH_RADIUS_M
+    east = math.radians(lon - origin.lon_deg) * _EARTH_RADIUS_M * math.cos(math.radians(origin.lat_deg))
+    b = math.radians(origin.x_bearing_deg)
+    return east * math.sin(b) + north * math.cos(b), -east * math.cos(b) + north * math.sin(b)
+
+
+@dataclass(frozen=True)
+class PlayerSetup:
+    """One player of the kit as the processor needs it."""
+
+    player_id: str
+    pod: str  # normalized BLE address
+    gnss: tuple[str, str | None]  # (port, TAG source or None)
+    team: int = 0
+    attack_dir: float = 1.0
+    calibration: Any = None  # an ImuCalibration, applied to the pod's SI samples
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    """How the processor cuts hops."""
+
+    window: WindowConfig = field(default_factory=WindowConfig)
+    max_wait_s: float = 0.3  # after a hop end, how long to wait for a late pod before scoring
+    record_events: bool = True
+
+
+@dataclass
+class _Player:
+    setup: PlayerSetup
+    imu: ImuStreamPipeline
+    gnss: GnssStreamPipeline
+    load: PlayerLoadTracker
+    imu_to: int | None = None  # host ns the IMU stream has reached
+    gnss_to: int | None = None
+
+
+@dataclass
+class ProcessorStats:
+    """What the processor counted."""
+
+    hops: int = 0
+    events: int = 0
+    scored: int = 0
+    escalated: int = 0
+    latency_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, list[float]] = field(default_factory=dict)
+    not_scored: dict[str, int] = field(default_factory=dict)
+    backends: dict[str, int] = field(default_factory=dict)
+
+
+class FieldProcessor:
+    """Raw bytes in, feedback events out (see module docstring)."""
+
+    def __init__(
+        self,
+        players: Sequence[PlayerSetup],
+        model: BundleModel,
+        *,
+        config: ProcessorConfig | None = None,
+        origin: PitchOrigin | None = None,
+        sinks: Any = None,
+        recorder: Any = None,
+        clock: ClockAlignment | None = None,
+        policy: BadPacketPolicy = BadPacketPolicy.LOG,
+        replay: bool = False,
+    ) -> None:
+        self.config = config or ProcessorConfig()
+        # Replaying, receive times come from the recording: latency is then measured from when
+        # the completing record was read, i.e. the processing time alone.
+        self.replay = replay
+        self.model = model
+        self.origin = origin or PitchOrigin()
+        self.sinks = sinks
+        self.recorder = recorder
+        self.clock = clock or ClockAlignment()
+        pre = model.manifest["preprocessing"]
+        imu_cfg = ImuStreamConfig.from_preprocessing(pre["imu"])
+        gnss_cfg = GnssStreamConfig.from_preprocessing(pre["position"])
+        win = self.config.window
+        self.assembler = SquadAssembler(win, imu_channels=9)
+        self.players: dict[str, _Player] = {}
+        self.by_pod: dict[str, _Player] = {}
+        self.by_gnss: dict[tuple[str, str | None], _Player] = {}
+        self.readers: dict[str, PacketReader] = {}
+        self.gnss_readers: dict[str, GnssStreamReader] = {}
+        for s in players:
+            p = _Player(s, ImuStreamPipeline(imu_cfg, channels=9), GnssStreamPipeline(gnss_cfg), PlayerLoadTracker())
+            self.players[s.player_id] = p
+            self.by_pod[s.pod] = p
+            self.by_gnss[s.gnss] = p
+            self.readers[s.pod] = PacketReader(s.pod, policy=policy)
+            self.assembler.add_player(s.player_id, team=s.team, attack_dir=s.attack_dir)
+        self.stats = ProcessorStats()
+        self.events: list[FeedbackEvent] = []
+        self._next_end: int | None = None
+        self._hop = win.hop_ns
+        self._window = win.window_ns
+        self._wait = int(self.config.max_wait_s * 1e9)
+        self._stale = int(win.stale_s * 1e9)
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_pod_packet(self, pod: str, data: bytes, host_ns: int) -> None:
+        """One BLE notification of a pod."""
+        if self.recorder is not None:
+            self.recorder.record_packet(pod, host_ns, data)
+        p = self.by_pod.get(pod)
+        if p is None:
+            return
+        t0 = time.perf_counter()
+        for block in self.readers[pod].feed(data, host_ns):
+            self.clock.observe(pod, block.t0_us, block.host_time_ns, block.boot_id)
+            if p.setup.calibration is not None:
+                block = _calibrated(block, p.setup.calibration)
+            values, times = p.imu.push_block(block, _DeviceClock(self.clock, pod))
+            if len(times):
+                self.assembler.push_imu(p.setup.player_id, values, times)
+                p.imu_to = int(times[-1])
+            acc = block.samples[:, :3]
+            p.load.update_imu(int(self.clock.to_host_ns(pod, block.t0_us, block.boot_id)), acc)
+        self._stage("decode_dsp", (time.perf_counter() - t0) * 1e3)
+        self._advance(time.monotonic_ns() if self.replay else host_ns)
+
+    def on_gnss_bytes(self, port: str, data: bytes, host_ns: int) -> None:
+        """Bytes (one or more frames, or a fragment) read from a GNSS port."""
+        if self.recorder is not None:
+            self.recorder.record_gnss(port, host_ns, data)
+        reader = self.gnss_readers.get(port)
+        if reader is None:
+            reader = self.gnss_readers[port] = GnssStreamReader(policy=BadFramePolicy.LOG)
+        for reading in reader.feed(data, host_ns):
+            msg = reading.message
+            if not isinstance(msg, GnssFix) or msg.kind not in (MessageKind.RMC, MessageKind.NAV_PVT):
+                continue  # one fix per epoch: RMC (NMEA) or NAV-PVT (UBX) carry position and speed
+            p = self.by_gnss.get((port, msg.source)) or self.by_gnss.get((port, None))
+            if p is None:
+                continue
+            t = self._gnss_time(port, msg, reading.host_time_ns)
+            if msg.lat_deg is None or msg.lon_deg is None:
+                row = np.full((1, 4), np.nan)
+            else:
+                x, y = pitch_xy(self.origin, msg.lat_deg, msg.lon_deg)
+                course = math.radians(self.origin.x_bearing_deg - (msg.course_deg or 0.0))
+                row = np.array([[x, y, msg.speed_mps or 0.0, course]])
+            track, times = p.gnss.push(row, np.array([t], dtype=np.int64))
+            if len(times):
+                self.assembler.push_gnss(p.setup.player_id, track, times)
+                p.gnss_to = int(times[-1])
+                for tt, r in zip(times, track, strict=True):
+                    if np.isfinite(r).all():
+                        p.load.update_gnss(int(tt), float(r[0]), float(r[1]), float(np.hypot(r[2], r[3])))
+        self._advance(time.monotonic_ns() if self.replay else host_ns)
+
+    def _gnss_time(self, port: str, fix: GnssFix, host_ns: int) -> int:
+        """Host time of a fix: its UTC through the receiver's clock map when it has one."""
+        key = (port, fix.source)
+        if fix.utc is None:
+            return int(host_ns)
+        self.clock.observe_utc(key, fix.utc, host_ns)
+        return int(self.clock.to_host_ns(key, int(fix.utc.timestamp() * 1e6)))
+
+    # ------------------------------------------------------------------ hops
+
+    def _advance(self, arrival_ns: int) -> None:
+        """Score every hop whose data is complete (or whose wait ran out)."""
+        live = [p for p in self.players.values() if p.imu_to is not None]
+        if not live:
+            return
+        if self._next_end is None:
+            start = min(p.imu_to for p in live)
+            self._next_end = start + self._window
+            self.assembler.origin_ns = self._next_end
+        while True:
+            end = self._next_end
+            newest = max(p.imu_to for p in live)
+            waiting = [
+                p for p in live
+                if newest - p.imu_to < self._stale and (p.imu_to < end or (p.gnss_to or 0) < end - self._hop // 10)
+            ]
+            if waiting and newest < end + self._wait:
+                return
+            if newest < end:
+                return
+            self._score(end, arrival_ns)
+            self._next_end = end + self._hop
+
+    def _score(self, end: int, arrival_ns: int) -> None:
+        t0 = time.perf_counter()
+        squad = self.assembler.tick(end)
+        t1 = time.perf_counter()
+        events: list[FeedbackEvent] = []
+        stage = {"windows": (t1 - t0) * 1e3}
+        if squad.player_ids:
+            inf = self.model.infer(squad.inputs)
+            stage.update(inf.stage_ms)
+            t2 = time.perf_counter()
+            for i, pid in enumerate(squad.player_ids):
+                one = {k: v[i] for k, v in inf.outputs.items()}
+                preds = predictions_from_outputs(one, self.model.tasks)
+                quality = preds.get("quality", {}).get("value")
+                escalated = bool(inf.escalated[i])
+                events.append(self._event(
+                    pid, end, preds, inf.full_backend if escalated else inf.backend,
+                    quality=quality, escalated=escalated, reason=inf.reasons[i] if escalated else None,
+                    status_reason=None if escalated or inf.reasons[i] is None else inf.reasons[i],
+                ))
+                self.stats.backends[events[-1].backend] = self.stats.backends.get(events[-1].backend, 0) + 1
+            stage["postprocess"] = (time.perf_counter() - t2) * 1e3
+        for pid, status in squad.skipped().items():
+            events.append(self._event(pid, end, {}, "none", status=EventStatus.NOT_SCORED, status_reason=status.value))
+            self.stats.not_scored[status.value] = self.stats.not_scored.get(status.value, 0) + 1
+        # The event leaves when it is handed to the sinks (they never block): stamp it then.
+        latency = (time.monotonic_ns() - arrival_ns) / 1e6
+        stamped = [_with_latency(ev, stage, latency) for ev in events]
+        t3 = time.perf_counter()
+        if self.sinks is not None and stamped:
+            self.sinks.publish_many(stamped)
+        if self.recorder is not None and self.config.record_events:
+            for ev in stamped:
+                self.recorder.record_event("feedback", ev.to_dict(), end)
+        stage["sinks"] = (time.perf_counter() - t3) * 1e3
+        self.events.extend(stamped)
+        self.stats.hops += 1
+        self.stats.events += len(stamped)
+        self.stats.scored += len(squad.player_ids)
+        self.stats.escalated += int(sum(ev.escalated for ev in stamped))
+        if squad.player_ids:
+            self.stats.latency_ms.append(latency)
+        for k, v in stage.items():
+            self._stage(k, v)
+
+    def _event(self, pid: str, end: int, preds: Mapping[str, Any], backend: str, *, quality: float | None = None,
+               escalated: bool = False, reason: str | None = None, status: EventStatus = EventStatus.SCORED,
+               status_reason: str | None = None) -> FeedbackEvent:
+        return FeedbackEvent(
+            player=pid, window_end_ns=end, predictions=preds, backend=backend, quality=quality,
+            load=self.players[pid].load.snapshot(), escalated=escalated, escalation_reason=reason,
+            status=status, status_reason=status_reason if status is EventStatus.NOT_SCORED else None,
+        )
+
+    def _stage(self, name: str, ms: float) -> None:
+        self.stats.stage_ms.setdefault(name, []).append(ms)
+
+    # ------------------------------------------------------------------ end
+
+    def finish(self) -> None:
+        """Score what is complete; called when the stream ends."""
+        live = [p for p in self.players.values() if p.imu_to is not None]
+        if live and self._next_end is not None:
+            newest = max(p.imu_to for p in live)
+            while self._next_end <= newest:
+                self._score(self._next_end, time.monotonic_ns())
+                self._next_end += self._hop
+
+    def lost_samples(self) -> int:
+        """Samples the pods sent that never arrived (from sequence gaps)."""
+        return int(sum(r.counters.lost_samples for r in self.readers.values()))
+
+    def counters(self) -> dict[str, Any]:
+        """Per-pod and per-port counters."""
+        return {
+            "pods": {a: r.counters.__dict__ if hasattr(r.counters, "__dict__") else str(r.counters)
+                     for a, r in self.readers.items()},
+            "gnss": {p: r.counters.__dict__ if hasattr(r.counters, "__dict__") else str(r.counters)
+                     for p, r in self.gnss_readers.items()},
+            "backend_chain": self.model.chain.counters.to_json(),
+        }
+
+
+class _DeviceClock:
+    """Adapter: ``to_host_ns(device_us, boot_id)`` for one pod of a ClockAlignment."""
+
+    def __init__(self, clock: ClockAlignment, device: str) -> None:
+        self.clock, self.device = clock, device
+
+    def to_host_ns(self, device_time_us: int, boot_id: int | None = None) -> int:
+        return int(self.clock.to_host_ns(self.device, device_time_us, boot_id))
+
+
+def _calibrated(block: Any, cal: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(block, samples=np.asarray(cal.apply(block.samples), dtype=np.float32))
+
+
+def _with_latency(ev: FeedbackEvent, stage: Mapping[str, float], latency: float) -> FeedbackEvent:
+    from dataclasses import replace
+
+    return replace(ev, stage_latency_ms=dict(stage), latency_ms=latency)
+
+
+def session_metadata(setups: Sequence[PlayerSetup], origin: PitchOrigin, extra: dict | None = None) -> dict:
+    """What a recording must hold to be replayed: players, pitch, and how it was made."""
+    players = []
+    for s in setups:
+        d = asdict(s)
+        d["gnss"] = list(s.gnss)
+        d["calibration"] = s.calibration.to_dict() if s.calibration is not None else None
+        players.append(d)
+    return {"format": "fusion-edge-session", "version": 1, "players": players,
+            "origin": asdict(origin), **(extra or {})}
+
+
+def setups_from_metadata(meta: dict) -> tuple[list[PlayerSetup], PitchOrigin]:
+    """Inverse of `session_metadata`."""
+    from fusion_edge.calibration import ImuCalibration
+
+    if meta.get("format") != "fusion-edge-session":
+        raise FusionEdgeError(
+            "this recording has no kit description (it was not written by 'fusion-edge run'); "
+            "it cannot be replayed"
+        )
+    setups = []
+    for d in meta["players"]:
+        cal = ImuCalibration.from_dict(d["calibration"]) if d.get("calibration") else None
+        setups.append(PlayerSetup(d["player_id"], d["pod"], (d["gnss"][0], d["gnss"][1]), int(d["team"]),
+                                  float(d["attack_dir"]), cal))
+    return setups, PitchOrigin(**meta["origin"])

@@ -1,0 +1,223 @@
+"""A whole field kit on one machine: simulated pods over BLE and receivers over serial, the real
+transports, and the box's processor. What `fusion-edge run --simulate` and the demo run.
+
+Pods are in-process bumble GATT peripherals reached through bleak's ``backend=`` hook;
+receivers write NMEA with TAG blocks into pseudo-terminals that pyserial opens like any port.
+Both replay a simulated session in real time from one common start, so a player's IMU and GNSS
+describe the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from typing import Any
+
+import numpy as np
+
+from fusion_edge.errors import ConfigError
+from fusion_edge.runtime.bundle_model import BundleModel
+from fusion_edge.runtime.field_kit import FieldProcessor, PlayerSetup, ProcessorConfig, session_metadata
+
+__all__ = ["SimulatedKitConfig", "RunSummary", "run_simulated_kit", "summarize", "percentiles"]
+
+PLAYERS_PER_PORT = 6  # RMC with a TAG block is ~95 bytes: 6 receivers at 10 Hz use half of 115200 baud
+
+
+@dataclass(frozen=True)
+class SimulatedKitConfig:
+    """What to simulate and how long."""
+
+    scenario: str = "5v5"
+    seconds: float = 20.0
+    seed: int = 1
+    players: int | None = None  # default: every player of the scenario
+    scenario_file: str | None = None
+    drift_ppm: float = 30.0  # pod clocks drift up to this much
+    gnss_faults: bool = True
+
+
+@dataclass
+class RunSummary:
+    """Everything a run reports (the stats file is its ``to_json``)."""
+
+    players: int
+    events: int
+    scored: int
+    latency_ms: dict[str, float]
+    lost_samples: int
+    escalated: int
+    cpu_percent: float
+    rss_mb: float
+    seconds: float
+    not_scored: dict[str, int] = field(default_factory=dict)
+    backends: dict[str, int] = field(default_factory=dict)
+    stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    counters: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The stats file."""
+        return dict(self.__dict__)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50, p90, p99, p99.9 and max of latencies in ms (empty -> zeros)."""
+    if not values:
+        return {"p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0, "count": 0}
+    a = np.asarray(values)
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "p999": float(np.percentile(a, 99.9)),
+        "max": float(a.max()),
+        "count": int(a.size),
+    }
+
+
+class _RealTimeSource:
+    """A session's samples for one pod, indexed by time since the kit's common start."""
+
+    def __init__(self, samples: np.ndarray, rate_hz: float, start_s: float) -> None:
+        self.samples = samples
+        self.rate_hz = rate_hz
+        self.start_s = start_s
+        self._pos: int | None = None
+
+    def read(self, n: int) -> np.ndarray:
+        if self._pos is None:
+            self._pos = max(0, int(round((time.monotonic() - self.start_s) * self.rate_hz)))
+        idx = (self._pos + np.arange(n)) % self.samples.shape[0]
+        self._pos += n
+        return self.samples[idx]
+
+
+class _RealTimeFixes:
+    """A player's GNSS rows for the simulated receiver, on the same common start."""
+
+    def __init__(self, inner: Any, offset_s: float) -> None:
+        self.inner, self.offset_s = inner, offset_s
+
+    def next_fix(self, t_s: float) -> Any:
+        return self.inner.next_fix(t_s + self.offset_s)
+
+
+def summarize(processor: FieldProcessor, wall_s: float, cpu_s: float) -> RunSummary:
+    """Stats of a finished run."""
+    st = processor.stats
+    return RunSummary(
+        players=len(processor.players),
+        events=st.events,
+        scored=st.scored,
+        latency_ms=percentiles(st.latency_ms),
+        lost_samples=processor.lost_samples(),
+        escalated=st.escalated,
+        cpu_percent=100.0 * cpu_s / max(wall_s, 1e-9),
+        rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        seconds=wall_s,
+        not_scored=dict(st.not_scored),
+        backends=dict(st.backends),
+        stages_ms={k: percentiles(v) for k, v in st.stage_ms.items()},
+        counters=processor.counters(),
+    )
+
+
+async def run_simulated_kit(
+    config: SimulatedKitConfig,
+    model: BundleModel,
+    *,
+    sinks: Any = None,
+    recorder: Any = None,
+    processor_config: ProcessorConfig | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[FieldProcessor, RunSummary]:
+    """Run a simulated session through the real transports and the box's processor."""
+    from fusion_edge.firmware_bridge.backends.bumble_backend import SimulatedPodField
+    from fusion_edge.firmware_bridge.ble import BleTransport
+    from fusion_edge.firmware_bridge.scenario_fixes import PitchOrigin, ScenarioFixSource
+    from fusion_edge.firmware_bridge.serial_gnss import SerialGnssConfig, SerialGnssTransport
+    from fusion_edge.firmware_bridge.sim_gnss import SimulatedReceiver, SimulatedReceiverConfig
+    from fusion_edge.firmware_bridge.sim_pod import PodClock, SimulatedPod
+    from fusion_edge.scenarios import get_scenario, simulate_session
+
+    say = on_progress or (lambda _m: None)
+    scenario = get_scenario(config.scenario, config.scenario_file)
+    n = scenario.total_players if config.players is None else int(config.players)
+    if not 1 <= n <= scenario.total_players:
+        raise ConfigError(f"--players {n}: scenario '{scenario.name}' has {scenario.total_players} players")
+    if config.seconds <= 0:
+        raise ConfigError(f"--seconds must be positive, got {config.seconds}")
+    session = simulate_session(
+        scenario, seed=config.seed, duration_s=max(config.seconds + 15.0, 30.0),
+        lost_samples=False, gnss_faults=config.gnss_faults,
+    )
+    rng = np.random.default_rng(config.seed)
+    origin = PitchOrigin()
+    start = time.monotonic()
+    lead_s = 0.0
+    addresses = [f"F0:ED:00:00:{(i >> 8) & 0xFF:02X}:{i & 0xFF:02X}" for i in range(n)]
+    pods = [
+        SimulatedPod(
+            addr,
+            _RealTimeSource(session.imu_source(i).samples, session.imu_rate_hz, start),
+            clock=PodClock(offset_us=int(rng.integers(0, 10**9)), drift_ppm=float(rng.uniform(-1, 1) * config.drift_ppm)),
+            seed=config.seed * 100 + i,
+        )
+        for i, addr in enumerate(addresses)
+    ]
+    receivers = []
+    setups = []
+    for g in range(0, n, PLAYERS_PER_PORT):
+        names = {f"P{i:02d}": _RealTimeFixes(ScenarioFixSource(session, i, origin), lead_s) for i in range(g, min(n, g + PLAYERS_PER_PORT))}
+        rx = SimulatedReceiver(names, SimulatedReceiverConfig(tag_sources=True, sentences=("RMC",)), name=f"rx{g}")
+        receivers.append(rx)
+    for rx in receivers:
+        rx.start()
+    ports = [rx.port for rx in receivers]
+    for i in range(n):
+        setups.append(PlayerSetup(
+            player_id=session.player_ids[i], pod=addresses[i], gnss=(ports[i // PLAYERS_PER_PORT], f"P{i:02d}"),
+            team=int(session.team[i]), attack_dir=float(session.attack_dir[i]),
+        ))
+    if recorder is not None and hasattr(recorder, "bind"):
+        recorder.bind(session_metadata(setups, origin, {"scenario": scenario.name, "seed": config.seed}))
+    processor = FieldProcessor(setups, model, config=processor_config, origin=origin, sinks=sinks, recorder=recorder)
+    loop = asyncio.get_running_loop()
+
+    def gnss_cb(port: str) -> Callable[[Any], None]:
+        def cb(reading: Any) -> None:
+            loop.call_soon_threadsafe(processor.on_gnss_bytes, port, reading.raw, reading.host_time_ns)
+        return cb
+
+    transports = [SerialGnssTransport(p, SerialGnssConfig(), on_reading=gnss_cb(p)) for p in ports]
+    field_ = SimulatedPodField(pods)
+    cpu0 = time.process_time()
+    t0 = time.monotonic()
+    try:
+        for t in transports:
+            t.start()
+        async with field_:
+            transport = BleTransport(
+                addresses, backend=field_.backend, sink=lambda _block: None,
+                raw_sink=processor.on_pod_packet, connect_timeout=30.0,
+            )
+            say(f"connecting {n} pods over BLE (bumble) and {len(ports)} GNSS ports (pty)")
+            async with transport:
+                say(f"streaming for {config.seconds:.0f} s")
+                await asyncio.sleep(config.seconds)
+    finally:
+        for t in transports:
+            t.close()
+        for rx in receivers:
+            rx.close()
+    await asyncio.sleep(0)
+    processor.finish()
+    wall = time.monotonic() - t0
+    summary = summarize(processor, wall, time.process_time() - cpu0)
+    return processor, summary
+
+

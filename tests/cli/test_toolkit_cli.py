@@ -1,0 +1,181 @@
+"""The analyst commands driven through typer's CliRunner: scenarios, simulate, train, evaluate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from fusion_edge import __version__
+from fusion_edge.cli.app import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    """Run the app with a wide terminal (no wrapping inside messages)."""
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def flat(text: str) -> str:
+    """Whitespace-normalized output (rich may still wrap long messages)."""
+    return " ".join(text.split())
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point user directories at tmp_path so no test reads or writes the real home."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home" / ".cache"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "home" / "mpl"))
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory: pytest.TempPathFactory, torch_one_thread: None) -> Iterator[dict]:
+    """simulate -> train -> evaluate once through the CLI; tests check each step's result."""
+    root = tmp_path_factory.mktemp("cli")
+    data, run, metrics = root / "data", root / "run", root / "metrics.json"
+    sim = invoke("simulate", "--scenario", "5v5", "--minutes", "1", "--seed", "1", "--out", data)
+    trn = invoke("train", "--data", data, "--out", run, "--epochs", "1", "--device", "cpu")
+    ev = invoke("evaluate", run, "--data", data, "--json", metrics, "--plots", root / "plots")
+    yield {
+        "root": root,
+        "data": data,
+        "run": run,
+        "metrics": metrics,
+        "sim": sim,
+        "train": trn,
+        "eval": ev,
+    }
+
+
+def test_version() -> None:
+    res = invoke("--version")
+    assert res.exit_code == 0
+    assert res.output.strip() == f"fusion-edge {__version__}"
+
+
+def test_no_arguments_shows_help() -> None:
+    res = invoke()
+    assert "Usage" in res.output and "simulate" in res.output
+
+
+def test_help_of_every_command() -> None:
+    group = typer.main.get_command(app)
+    names = sorted(group.commands)  # type: ignore[attr-defined]
+    assert {"scenarios", "simulate", "train", "evaluate", "ablation"} <= set(names)
+    res = invoke("--help")
+    assert res.exit_code == 0
+    for name in names:
+        assert name in res.output
+        sub = invoke(name, "--help")
+        assert sub.exit_code == 0, (name, sub.output)
+        assert "Usage" in sub.output and "--help" in sub.output
+        cmd = group.commands[name]  # type: ignore[attr-defined]
+        if getattr(cmd, "commands", None):  # a command group: every subcommand too
+            for sub_name in cmd.commands:
+                assert invoke(name, sub_name, "--help").exit_code == 0, (name, sub_name)
+
+
+def test_scenarios_lists_the_catalogue() -> None:
+    res = invoke("scenarios")
+    assert res.exit_code == 0
+    for name in ("drill", "rondo", "5v5", "11v11", "basketball"):
+        assert name in res.output
+    assert "105 x 68" in res.output
+
+
+def test_scenarios_actions() -> None:
+    res = invoke("scenarios", "--actions")
+    assert res.exit_code == 0
+    out = flat(res.output)
+    assert "take_off" in out and "assisting_defense" in out and "retreating_defense" in out
+
+
+def test_scenarios_with_a_user_file(tmp_path: Path) -> None:
+    f = tmp_path / "mine.toml"
+    f.write_text(
+        '[futsal]\nsport = "futsal"\nteams = 2\nplayers = 5\nduration_s = 60\n'
+        "pitch_m = [40, 20]\nintensity = 0.9\n"
+    )
+    res = invoke("scenarios", "--scenario-file", f)
+    assert res.exit_code == 0 and "futsal" in res.output
+    f.write_text("[futsal]\nteams = 2\nspeed = 1\n")
+    res = invoke("scenarios", "--scenario-file", f)
+    assert res.exit_code == 2
+    assert "unknown key(s) ['speed']" in flat(res.output)
+    assert "Traceback" not in res.output
+
+
+def test_simulate_writes_a_dataset(workflow: dict) -> None:
+    res = workflow["sim"]
+    assert res.exit_code == 0, res.output
+    doc = json.loads((workflow["data"] / "dataset.json").read_text())
+    assert [m["name"] for m in doc["modalities"]] == ["imu", "position"]
+    assert [t["name"] for t in doc["tasks"]] == ["action", "tactic", "quality"]
+    assert doc["source"]["seed"] == 1 and doc["source"]["duration_s"] == 60.0
+    assert "from 10 players" in flat(res.output)
+
+
+def test_train_writes_a_run(workflow: dict) -> None:
+    res = workflow["train"]
+    assert res.exit_code == 0, res.output
+    assert (workflow["run"] / "model.safetensors").is_file()
+    doc = json.loads((workflow["run"] / "config.json").read_text())
+    assert len(doc["history"]) == 1 and doc["model"]["size"] == "edge"
+    out = flat(res.output)
+    assert "accuracy" in out and "relative error" in out and "run written to" in out
+
+
+def test_evaluate_writes_metrics(workflow: dict) -> None:
+    res = workflow["eval"]
+    assert res.exit_code == 0, res.output
+    doc = json.loads(workflow["metrics"].read_text())
+    assert set(doc["tasks"]) == {"action", "tactic", "quality"}
+    assert doc["split"] == "test"
+    assert (workflow["root"] / "plots" / "confusion_action.png").is_file()
+    out = flat(res.output)
+    assert "Evaluation on" in out and "metrics written to" in out
+
+
+def test_simulate_refuses_to_overwrite(workflow: dict) -> None:
+    res = invoke("simulate", "--scenario", "drill", "--minutes", "0.2", "--out", workflow["data"])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output and "error:" in res.output
+
+
+def test_typo_in_scenario(tmp_path: Path) -> None:
+    res = invoke("simulate", "--scenario", "5v55", "--out", tmp_path / "d")
+    assert res.exit_code == 2
+    out = flat(res.output)
+    assert "unknown scenario '5v55'. Did you mean '5v5'?" in out
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_missing_dataset(tmp_path: Path) -> None:
+    res = invoke(
+        "train", "--data", tmp_path / "nowhere", "--out", tmp_path / "run", "--epochs", "1"
+    )
+    assert res.exit_code == 2
+    out = flat(res.output)
+    assert "error:" in out and "nowhere" in out
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_missing_run(workflow: dict, tmp_path: Path) -> None:
+    res = invoke("evaluate", tmp_path / "norun", "--data", workflow["data"])
+    assert res.exit_code == 2
+    assert "is not a training run" in flat(res.output) and "Traceback" not in res.output
+
+
+def test_train_unknown_size(workflow: dict, tmp_path: Path) -> None:
+    res = invoke("train", "--data", workflow["data"], "--out", tmp_path / "r", "--size", "huge")
+    assert res.exit_code == 2
+    assert "unknown size 'huge': choose edge or paper" in flat(res.output)

@@ -1,0 +1,230 @@
+"""export(): the bundle, its report, the CLI, and refusal of bad input without leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from fusion_edge.errors import (
+    BundleError,
+    CalibrationError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+)
+from fusion_edge.export.pipeline import ExportConfig, export
+from fusion_edge.runtime.bundle import verify_bundle
+
+FAST = ExportConfig(precisions=("fp32",), calibration_windows=32, latency_runs=1, squad_size=3)
+
+
+def test_bundle_is_complete_and_verifies(tiny_bundle) -> None:
+    manifest = verify_bundle(tiny_bundle.bundle)
+    names = [v["name"] for v in manifest["variants"]]
+    assert names == ["fp32", "fp16", "int8_cpu", "int8_qdq_tensorrt"]
+    assert manifest["fallback"] == {
+        **manifest["fallback"],
+        "variant": "fp32",
+        "file": "model_fp32.onnx",
+        "escalation_threshold": 0.6,
+    }
+    assert manifest["inputs"][0]["name"] == "imu" and manifest["inputs"][0]["window_samples"] == 40
+    assert manifest["preprocessing"] == {"imu": {"resample_hz": 20.0}}
+    assert len(manifest["normalization"]["imu"]["mean"]) == 6
+    assert manifest["tasks"][0]["labels"] == ["walk", "run", "jump"]
+    assert manifest["export_config"]["squad_size"] == 5
+    for v in manifest["variants"]:
+        assert set(v["latency_ms"]) == {"batch_1", "batch_5"}
+        assert {"accuracy", "macro_f1", "per_class_recall", "confusion"} <= set(
+            v["metrics"]["action"]
+        )
+        assert {"mae", "relative_error"} <= set(v["metrics"]["quality"])
+    int8 = manifest["variants"][2]
+    assert int8["size_bytes"] < manifest["variants"][0]["size_bytes"] / 2.5
+    assert int8["calibration"]["windows"] == 48
+    assert not [p for p in tiny_bundle.bundle.parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_report_files_hold_the_table(tiny_bundle) -> None:
+    report = json.loads((tiny_bundle.bundle / "report.json").read_text())
+    variants = [r["variant"] for r in report["rows"]]
+    assert variants[:2] == ["pytorch", "fp32"]
+    fp16 = next(r for r in report["rows"] if r["variant"] == "fp16")
+    assert set(fp16["delta_fp32"]) == {"action", "quality"}
+    assert "speedup_vs_torch" in fp16 and "speedup_vs_fp32_ort" in fp16
+    md = (tiny_bundle.bundle / "report.md").read_text()
+    assert "| int8_cpu |" in md and "ms @5" in md
+
+
+def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
+    cfg = ExportConfig(prune_ratio=0.25, precisions=("int8",), formats=("engine",))
+    assert cfg.precisions == ("fp32", "int8") and cfg.formats == ("onnx", "engine")
+    assert ExportConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
+    with pytest.raises(ConfigError, match="unknown precision 'int4'"):
+        ExportConfig(precisions=("fp32", "int4"))
+
+
+def test_dataset_that_does_not_match_is_refused(
+    tiny_run: Path, tmp_path: Path, dataset_factory
+) -> None:
+    other = dataset_factory(tmp_path / "other", imu_channels=4)
+    with pytest.raises(DatasetError, match="modality 'imu' differs"):
+        export(tiny_run, other, tmp_path / "b", FAST)
+    wrong_labels = dataset_factory(tmp_path / "labels", labels=("a", "b", "c"))
+    with pytest.raises(DatasetError, match="task 'action' has labels"):
+        export(tiny_run, wrong_labels, tmp_path / "b", FAST)
+    assert not (tmp_path / "b").exists()
+
+
+def test_checkpoint_from_another_version_is_refused(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for f in tiny_run.iterdir():
+        (run / f.name).write_bytes(f.read_bytes())
+    doc = json.loads((run / "config.json").read_text())
+    doc["version"] = 99
+    (run / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="version 99"):
+        export(run, tiny_data, tmp_path / "b", FAST)
+    assert not (tmp_path / "b").exists()
+
+
+def test_too_small_calibration_set_is_refused(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    cfg = ExportConfig(precisions=("int8",), calibration_windows=4, latency_runs=1)
+    with pytest.raises(CalibrationError, match="too few"):
+        export(tiny_run, tiny_data, tmp_path / "b", cfg)
+    cfg = ExportConfig(precisions=("int8",), calibration_windows=100000, latency_runs=1)
+    with pytest.raises(CalibrationError, match="only"):
+        export(tiny_run, tiny_data, tmp_path / "b", cfg)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_unwritable_output_is_refused(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(BundleError, match="writable"):
+        export(tiny_run, tiny_data, locked / "b", FAST)
+
+
+def test_output_under_a_file_is_refused(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BundleError, match="writable"):
+        export(tiny_run, tiny_data, blocker / "b", FAST)
+
+
+def test_failure_mid_export_leaves_nothing(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import fusion_edge.export.pipeline as pipeline
+
+    def boom(*a, **k):
+        raise BundleError("simulated failure")
+
+    monkeypatch.setattr(pipeline, "convert_fp16", boom)
+    cfg = ExportConfig(precisions=("fp32", "fp16"), latency_runs=1, squad_size=3)
+    with pytest.raises(BundleError, match="simulated"):
+        export(tiny_run, tiny_data, tmp_path / "b", cfg)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_bundle_needs_overwrite(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    export(tiny_run, tiny_data, out, FAST)
+    with pytest.raises(BundleError, match="already exists"):
+        export(tiny_run, tiny_data, out, FAST)
+    export(tiny_run, tiny_data, out, FAST, overwrite=True)
+    verify_bundle(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def _app() -> typer.Typer:
+    from fusion_edge.cli.export_commands import register
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """root"""
+
+    register(app)
+    return app
+
+
+def test_cli_export_then_verify_then_corrupt(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    app = _app()
+    out = tmp_path / "b"
+    res = runner.invoke(
+        app,
+        [
+            "export",
+            str(tiny_run),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--precision",
+            "fp32",
+            "--latency-runs",
+            "1",
+            "--squad-size",
+            "3",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "fp32" in res.output and (out / "report.md").is_file()
+    res = runner.invoke(app, ["bundle", "verify", str(out)])
+    assert res.exit_code == 0 and "ok" in res.output
+    data = bytearray((out / "model_fp32.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (out / "model_fp32.onnx").write_bytes(bytes(data))
+    res = runner.invoke(app, ["bundle", "verify", str(out)])
+    assert res.exit_code == 2
+    assert "sha256" in res.output and "model_fp32.onnx" in res.output
+
+
+def test_cli_unknown_precision_exits_nonzero(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    res = CliRunner().invoke(
+        _app(),
+        [
+            "export",
+            str(tiny_run),
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(tmp_path / "b"),
+            "--precision",
+            "fp32,int3",
+        ],
+    )
+    assert res.exit_code == 2 and "int3" in res.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_pruned_export_records_sizes_and_smaller_config(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    cfg = ExportConfig(prune_ratio=0.5, fine_tune_epochs=1, precisions=("fp32",), latency_runs=1,
+                       squad_size=3)
+    result = export(tiny_run, tiny_data, tmp_path / "b", cfg)
+    manifest = verify_bundle(result.bundle)
+    assert manifest["model_config"]["lstm_hidden"] == [32, 32]
+    pruning = manifest["pruning"]
+    assert pruning["params_after"] < 0.4 * pruning["params_before"]
+    assert pruning["flops_after"] < pruning["flops_before"]
+    assert [r["variant"] for r in result.rows][:3] == ["pytorch", "pytorch pruned 50%", "fp32"]

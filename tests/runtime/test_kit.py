@@ -1,0 +1,158 @@
+"""Kit files: the example loads, and every bad kit is reported with its line, key and a fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fusion_edge.errors import ConfigError
+from fusion_edge.runtime.kit import BackendName, KitError, TomlLocator, load_kit
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD = """\
+name = "test kit"
+
+[gnss_ports.rx1]
+path = "/dev/ttyACM0"
+baud = 115200
+
+[[players]]
+id = "p01"
+name = "One"
+team = "home"
+pod = "c0:fe:00:00:00:01"
+gnss_port = "rx1"
+gnss_tag = "P01"
+
+[[players]]
+id = "p02"
+name = "Two"
+pod = "C0:FE:00:00:00:02"
+gnss_port = "rx1"
+gnss_tag = "P02"
+
+[[players]]
+id = "p03"
+gnss_port = "rx1"
+
+[sinks]
+jsonl = "events.jsonl"
+terminal = false
+sse = { host = "0.0.0.0", port = 8080 }
+
+[backend]
+preference = [
+  "tensorrt",
+  "onnxruntime-cpu",
+]
+
+[escalation]
+threshold = 0.55
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "kit.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_kit_loads() -> None:
+    kit = load_kit(REPO / "examples" / "kit.toml")
+    assert [p.id for p in kit.players] == ["p01", "p02", "p03", "p04"]
+    assert kit.backends == (BackendName.TENSORRT, BackendName.ONNXRUNTIME_CUDA,
+                            BackendName.ONNXRUNTIME_CPU)
+    assert kit.player("p04").gnss_port is None and kit.sinks.sse is not None
+
+
+def test_good_kit_values_and_defaults(tmp_path: Path) -> None:
+    kit = load_kit(write(tmp_path, GOOD))
+    assert kit.name == "test kit"
+    assert kit.player("p01").pod == "C0:FE:00:00:00:01"  # normalised to upper case
+    assert kit.gnss_port("rx1").baud == 115200
+    assert kit.sinks.jsonl == tmp_path / "events.jsonl" and kit.sinks.terminal is False
+    assert (kit.sinks.sse.host, kit.sinks.sse.port) == ("0.0.0.0", 8080)
+    assert kit.escalation.threshold == 0.55 and kit.escalation.enabled
+    assert kit.recording.enabled and kit.recording.path == tmp_path / "recordings"
+    assert kit.windows.hop_s is None and kit.load.metric == "player_load"
+
+
+def test_calibration_path_is_relative_to_the_kit(tmp_path: Path) -> None:
+    (tmp_path / "cal").mkdir()
+    (tmp_path / "cal" / "p01.json").write_text("{}")
+    text = GOOD.replace('gnss_tag = "P01"\n', 'gnss_tag = "P01"\ncalibration = "cal/p01.json"\n')
+    assert load_kit(write(tmp_path, text)).player("p01").calibration == tmp_path / "cal/p01.json"
+
+
+BAD_CASES = [
+    # (replace this, with this, expected line, key, message fragment)
+    ('pod = "C0:FE:00:00:00:02"', 'pod = "C0:FE:00:00:00:01"', 18, "players[1].pod",
+     "also given to players[0]"),
+    ('pod = "C0:FE:00:00:00:02"', 'pod = "C0:FE:00:00:02"', 18, "players[1].pod",
+     "is not a BLE address"),
+    ('team = "home"', 'taem = "home"', 10, "players[0].taem", "did you mean 'team'?"),
+    ("[escalation]\nthreshold", "[escalation]\nthreshhold", 38, "escalation.threshhold",
+     "did you mean 'threshold'?"),
+    ('id = "p03"\ngnss_port = "rx1"\n', 'id = "p03"\n', 22, "players[2]", "has no sensor"),
+    ('id = "p03"\ngnss_port = "rx1"', 'id = "p03"\ngnss_port = "rx9"', 24,
+     "players[2].gnss_port", "port 'rx9' is not declared"),
+    ('"tensorrt",', '"tensorrtt",', 33, "backend.preference[0]",
+     "unknown backend 'tensorrtt'; did you mean 'tensorrt'?"),
+    ('gnss_tag = "P02"', 'gnss_tag = "P01"', 20, "players[1].gnss_tag",
+     "same port 'rx1' with TAG source 'P01'"),
+    ('id = "p02"', 'id = "p01"', 16, "players[1].id", "already used by players[0]"),
+    ("baud = 115200", "baud = 115201", 5, "gnss_ports.rx1.baud", "not a standard baud rate"),
+    ("threshold = 0.55", "threshold = 1.5", 38, "escalation.threshold", "between 0 and 1"),
+    ('sse = { host = "0.0.0.0", port = 8080 }', 'sse = { host = "0.0.0.0", port = 70000 }', 29,
+     "sinks.sse.port", "not a TCP port"),
+    ('team = "home"', 'team = 3', 10, "players[0].team", "must be a str, got int"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "line", "key", "message"), BAD_CASES,
+                         ids=[c[4][:30] for c in BAD_CASES])
+def test_bad_kit_names_the_line(tmp_path: Path, old: str, new: str, line: int, key: str,
+                                message: str) -> None:
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(KitError) as info:
+        load_kit(path)
+    err = info.value
+    assert (err.line, err.key) == (line, key), str(err)
+    assert message in str(err)
+    assert str(err).startswith(f"{path.resolve()}:{line}: {key}: ")
+
+
+def test_missing_calibration_file_names_its_line(tmp_path: Path) -> None:
+    text = GOOD.replace('id = "p02"\n', 'id = "p02"\ncalibration = "cal/p02.json"\n')
+    with pytest.raises(KitError, match=r"kit\.toml:17: players\[1\]\.calibration: calibration "
+                                       r"file .*cal/p02\.json does not exist; fix the path"):
+        load_kit(write(tmp_path, text))
+
+
+def test_syntax_error_keeps_tomllib_line(tmp_path: Path) -> None:
+    with pytest.raises(KitError) as info:
+        load_kit(write(tmp_path, GOOD.replace('name = "Two"', 'name = "Two')))
+    assert info.value.line == 17 and "not valid TOML" in str(info.value)
+
+
+def test_missing_kit_and_no_players(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="copy examples/kit.toml"):
+        load_kit(tmp_path / "nope.toml")
+    with pytest.raises(KitError, match="no players"):
+        load_kit(write(tmp_path, 'name = "empty"\n'))
+    with pytest.raises(KitError, match="unknown key; did you mean 'players'"):
+        load_kit(write(tmp_path, GOOD.replace("[[players]]", "[[player]]", 1)))
+
+
+def test_locator_handles_arrays_of_tables_and_multiline_values() -> None:
+    loc = TomlLocator(GOOD)
+    assert loc.line_of(("players", 0)) == 7
+    assert loc.line_of(("players", 2, "gnss_port")) == 24
+    assert loc.line_of(("backend", "preference")) == 32
+    assert loc.line_of(("backend", "preference", 1)) == 34  # one element per line
+    assert loc.line_of(("escalation", "threshold")) == 38
+    assert loc.line_of(("sinks", "sse", "host")) == 29  # inline table -> its key's line
+    assert loc.line_of(("nothing",)) is None
