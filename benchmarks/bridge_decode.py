@@ -64,7 +64,9 @@ def best_rate(run: Callable[[], int], seconds: float) -> tuple[float, int]:
 
 
 def gnss_stream(output: OutputMix, epochs: int) -> bytes:
-    cfg = SimulatedReceiverConfig(output=output, start_utc=datetime(2024, 6, 15, tzinfo=timezone.utc))
+    cfg = SimulatedReceiverConfig(
+        output=output, start_utc=datetime(2024, 6, 15, tzinfo=timezone.utc)
+    )
     rx = SimulatedReceiver(CircleTrackSource(), cfg)
     return b"".join(rx.render_epoch(k) for k in range(epochs))
 
@@ -96,11 +98,22 @@ def main() -> int:
     rows = []
     for name, fn in (("decode_packet", run_decode), ("PacketReader.feed", run_reader)):
         rate, runs = best_rate(fn, args.seconds)
-        rows.append({"stage": name, "unit": "samples/s", "rate": rate, "target": 500_000,
-                     "per_item_us": 1e6 * SAMPLES_PER_PACKET / rate, "item": "12-sample packet",
-                     "runs": runs})
+        rows.append(
+            {
+                "stage": name,
+                "unit": "samples/s",
+                "rate": rate,
+                "target": 500_000,
+                "per_item_us": 1e6 * SAMPLES_PER_PACKET / rate,
+                "item": "12-sample packet",
+                "runs": runs,
+            }
+        )
 
-    for output, label in ((OutputMix.NMEA, "NMEA (RMC+VTG+GGA+GSA)"), (OutputMix.UBX, "UBX NAV-PVT")):
+    for output, label in (
+        (OutputMix.NMEA, "NMEA (RMC+VTG+GGA+GSA)"),
+        (OutputMix.UBX, "UBX NAV-PVT"),
+    ):
         stream = gnss_stream(output, 3000)
         chunks = [stream[i : i + 256] for i in range(0, len(stream), 256)]
 
@@ -112,24 +125,40 @@ def main() -> int:
             return n
 
         rate, runs = best_rate(run_gnss, args.seconds)
-        rows.append({"stage": f"GnssStreamReader: {label}", "unit": "frames/s", "rate": rate,
-                     "target": 20_000, "per_item_us": 1e6 / rate, "item": "frame",
-                     "runs": runs, "bytes_per_s": rate * len(stream) / run_gnss()})
+        rows.append(
+            {
+                "stage": f"GnssStreamReader: {label}",
+                "unit": "frames/s",
+                "rate": rate,
+                "target": 20_000,
+                "per_item_us": 1e6 / rate,
+                "item": "frame",
+                "runs": runs,
+                "bytes_per_s": rate * len(stream) / run_gnss(),
+            }
+        )
 
     table = Table(title="firmware_bridge decode throughput (one core)")
     for col in ("stage", "rate", "target", "per item", "ok"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["stage"], f"{r['rate']:,.0f} {r['unit']}", f"{r['target']:,}",
-                      f"{r['per_item_us']:.1f} µs / {r['item']}",
-                      "yes" if r["rate"] >= r["target"] else "NO")
+        table.add_row(
+            r["stage"],
+            f"{r['rate']:,.0f} {r['unit']}",
+            f"{r['target']:,}",
+            f"{r['per_item_us']:.1f} µs / {r['item']}",
+            "yes" if r["rate"] >= r["target"] else "NO",
+        )
     Console(width=110).print(table)
     result = {
         "benchmark": "bridge_decode",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+        },
         "method": "best of repeated runs of >= --seconds each, pinned to one core; pod: 2000 "
-                  "random 12-sample 9-axis packets; GNSS: 3000 simulated epochs fed in 256-byte chunks",
+        "random 12-sample 9-axis packets; GNSS: 3000 simulated epochs fed in 256-byte chunks",
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -93,7 +93,8 @@ class GnssSide:
         for index, rx in enumerate(self.receivers):
             rx.start()
             transport = SerialGnssTransport(
-                rx.port, SerialGnssConfig(),
+                rx.port,
+                SerialGnssConfig(),
                 on_reading=lambda r, index=index: self._on_reading(index, r),
             )
             transport.start()
@@ -120,14 +121,17 @@ class GnssSide:
 
 
 async def run_pods(session: Any, seconds: float, on_ready: Any) -> dict[str, Any]:
-    pods = [SimulatedPod(f"C0:FE:00:00:01:{i:02X}", session.imu_source(i), seed=i)
-            for i in range(PLAYERS)]
+    pods = [
+        SimulatedPod(f"C0:FE:00:00:01:{i:02X}", session.imu_source(i), seed=i)
+        for i in range(PLAYERS)
+    ]
     sent = Counter()
     for pod in pods:
         original = pod.poll
 
-        def counting_poll(host_ns: int | None = None, pod: SimulatedPod = pod,
-                          original: Any = original) -> list[bytes]:
+        def counting_poll(
+            host_ns: int | None = None, pod: SimulatedPod = pod, original: Any = original
+        ) -> list[bytes]:
             packets = original(host_ns)
             sent[pod.address] += sum((len(p) - 20) // 18 for p in packets)  # 9-axis samples
             return packets
@@ -142,8 +146,13 @@ async def run_pods(session: Any, seconds: float, on_ready: Any) -> dict[str, Any
     on_data_calls = 0
     t_connect = time.perf_counter()
     async with SimulatedPodField(pods) as field:
-        transport = BleTransport([p.address for p in pods], backend=field.backend, sink=sink,
-                                 scan_timeout=30.0, connect_timeout=30.0)
+        transport = BleTransport(
+            [p.address for p in pods],
+            backend=field.backend,
+            sink=sink,
+            scan_timeout=30.0,
+            connect_timeout=30.0,
+        )
         original_on_data = transport._on_data
 
         def timed_on_data(link: Any, data: bytearray) -> None:
@@ -163,7 +172,11 @@ async def run_pods(session: Any, seconds: float, on_ready: Any) -> dict[str, Any
             received.clear()
             on_data_cpu_ns, on_data_calls = 0, 0
             loop_tid = threading.get_native_id()
-            cpu0, rusage0, wall0 = thread_cpu_s(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            cpu0, rusage0, wall0 = (
+                thread_cpu_s(),
+                resource.getrusage(resource.RUSAGE_SELF),
+                time.perf_counter(),
+            )
             on_ready()
             await asyncio.sleep(seconds)
             for pod in pods:
@@ -176,12 +189,20 @@ async def run_pods(session: Any, seconds: float, on_ready: Any) -> dict[str, Any
     corrupt = sum(counters[a].corrupt - base[a].corrupt for a in counters)
     reconnects = sum(counters[a].reconnects - base[a].reconnects for a in counters)
     return {
-        "connect_all_s": connect_s, "wall_s": wall, "cpu0": cpu0, "cpu1": cpu1,
-        "process_cpu_s": (rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime),
+        "connect_all_s": connect_s,
+        "wall_s": wall,
+        "cpu0": cpu0,
+        "cpu1": cpu1,
+        "process_cpu_s": (rusage1.ru_utime + rusage1.ru_stime)
+        - (rusage0.ru_utime + rusage0.ru_stime),
         "loop_thread_cpu_s": cpu1.get(loop_tid, 0.0) - cpu0.get(loop_tid, 0.0),
-        "on_data_cpu_s": on_data_cpu_ns / 1e9, "notifications": on_data_calls,
-        "samples_sent": sum(sent.values()), "samples_received": sum(received.values()),
-        "samples_lost_counted": lost, "corrupt": corrupt, "reconnects": reconnects,
+        "on_data_cpu_s": on_data_cpu_ns / 1e9,
+        "notifications": on_data_calls,
+        "samples_sent": sum(sent.values()),
+        "samples_received": sum(received.values()),
+        "samples_lost_counted": lost,
+        "corrupt": corrupt,
+        "reconnects": reconnects,
         "per_pod_min_received": min(received.values()) if received else 0,
     }
 
@@ -191,8 +212,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--out", default="benchmarks/results/bridge_field.json")
     args = parser.parse_args()
-    session = simulate_session(get_scenario("11v11"), seed=1, duration_s=max(60.0, args.seconds + 30),
-                               lost_samples=False)
+    session = simulate_session(
+        get_scenario("11v11"), seed=1, duration_s=max(60.0, args.seconds + 30), lost_samples=False
+    )
     gnss = GnssSide(session)
     gnss_state: dict[str, Any] = {}
 
@@ -220,26 +242,43 @@ def main() -> int:
     host_cpu = pods["on_data_cpu_s"] + gnss_cpu
     result = {
         "benchmark": "bridge_field",
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpu_count": os.cpu_count()},
-        "setup": {"players": PLAYERS, "imu_rate_hz": 100, "samples_per_notification": 12,
-                  "att_mtu": 247, "gnss_rate_hz": 10, "gnss_output": "NMEA RMC+VTG+GGA+GSA",
-                  "gnss_links": "one pty per receiver (22), 115200 baud, no TAG multiplexing",
-                  "seconds": args.seconds, "scenario": "11v11 seed 1"},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpu_count": os.cpu_count(),
+        },
+        "setup": {
+            "players": PLAYERS,
+            "imu_rate_hz": 100,
+            "samples_per_notification": 12,
+            "att_mtu": 247,
+            "gnss_rate_hz": 10,
+            "gnss_output": "NMEA RMC+VTG+GGA+GSA",
+            "gnss_links": "one pty per receiver (22), 115200 baud, no TAG multiplexing",
+            "seconds": args.seconds,
+            "scenario": "11v11 seed 1",
+        },
         "imu": {k: v for k, v in pods.items() if k not in ("cpu0", "cpu1")},
-        "gnss": {"epochs_written_since_open": epochs, "epochs_written_total": epochs_total,
-                 "rmc_received": rmc, "no_epoch_lost": epochs <= rmc <= epochs_total,
-                 "fixes_received": sum(gnss.fixes.values()),
-                 "checksum_errors": sum(c.bad_checksum for c in counters),
-                 "garbage_bytes": sum(c.garbage_bytes for c in counters),
-                 "reader_threads_cpu_s": gnss_cpu, "simulated_receivers_cpu_s": sim_cpu},
+        "gnss": {
+            "epochs_written_since_open": epochs,
+            "epochs_written_total": epochs_total,
+            "rmc_received": rmc,
+            "no_epoch_lost": epochs <= rmc <= epochs_total,
+            "fixes_received": sum(gnss.fixes.values()),
+            "checksum_errors": sum(c.bad_checksum for c in counters),
+            "garbage_bytes": sum(c.garbage_bytes for c in counters),
+            "reader_threads_cpu_s": gnss_cpu,
+            "simulated_receivers_cpu_s": sim_cpu,
+        },
         "cpu": {
             "host_transport_and_decoding_cpu_s": host_cpu,
             "host_transport_and_decoding_core_fraction": host_cpu / wall,
             "ble_on_data_core_fraction": pods["on_data_cpu_s"] / pods["wall_s"],
             "gnss_readers_core_fraction": gnss_cpu / wall,
-            "loop_thread_minus_on_data_core_fraction":
-                (pods["loop_thread_cpu_s"] - pods["on_data_cpu_s"]) / pods["wall_s"],
+            "loop_thread_minus_on_data_core_fraction": (
+                pods["loop_thread_cpu_s"] - pods["on_data_cpu_s"]
+            )
+            / pods["wall_s"],
             "process_core_fraction": pods["process_cpu_s"] / pods["wall_s"],
             "target_core_fraction": 0.25,
         },
@@ -261,18 +300,30 @@ def main() -> int:
     rows = [
         ("IMU samples sent by pods", f"{imu['samples_sent']:,}"),
         ("IMU samples received by host", f"{imu['samples_received']:,}"),
-        ("IMU samples counted lost / corrupt packets", f"{imu['samples_lost_counted']} / {imu['corrupt']}"),
+        (
+            "IMU samples counted lost / corrupt packets",
+            f"{imu['samples_lost_counted']} / {imu['corrupt']}",
+        ),
         ("notifications", f"{imu['notifications']:,}"),
         ("connect 22 pods (s)", f"{imu['connect_all_s']:.1f}"),
-        ("GNSS epochs written (since open..total) / RMC received",
-         f"{epochs}..{epochs_total} / {rmc}"),
+        (
+            "GNSS epochs written (since open..total) / RMC received",
+            f"{epochs}..{epochs_total} / {rmc}",
+        ),
         ("GNSS checksum errors", str(result["gnss"]["checksum_errors"])),
-        ("host BLE decode (on_data) % core", f"{100 * result['cpu']['ble_on_data_core_fraction']:.2f}"),
+        (
+            "host BLE decode (on_data) % core",
+            f"{100 * result['cpu']['ble_on_data_core_fraction']:.2f}",
+        ),
         ("host GNSS readers % core", f"{100 * result['cpu']['gnss_readers_core_fraction']:.2f}"),
-        ("host transport+decoding % core (target < 25)",
-         f"{100 * result['cpu']['host_transport_and_decoding_core_fraction']:.2f}"),
-        ("simulation: loop thread minus on_data % core",
-         f"{100 * result['cpu']['loop_thread_minus_on_data_core_fraction']:.1f}"),
+        (
+            "host transport+decoding % core (target < 25)",
+            f"{100 * result['cpu']['host_transport_and_decoding_core_fraction']:.2f}",
+        ),
+        (
+            "simulation: loop thread minus on_data % core",
+            f"{100 * result['cpu']['loop_thread_minus_on_data_core_fraction']:.1f}",
+        ),
         ("whole process % core", f"{100 * result['cpu']['process_core_fraction']:.1f}"),
     ]
     for row in rows:

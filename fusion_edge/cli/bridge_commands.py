@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,9 +25,7 @@ from fusion_edge.errors import MissingDependencyError, TransportError
 pods_app = typer.Typer(help="IMU pods over Bluetooth LE.", no_args_is_help=True)
 gnss_app = typer.Typer(help="GNSS receivers over serial.", no_args_is_help=True)
 
-NO_ADAPTER = (
-    "no Bluetooth adapter found: plug in a USB BLE dongle or run with --simulate N"
-)
+NO_ADAPTER = "no Bluetooth adapter found: plug in a USB BLE dongle or run with --simulate N"
 
 
 def register(app: typer.Typer) -> None:
@@ -57,19 +55,19 @@ def _bleak_errors() -> Iterator[None]:
     """Turn what bleak raises when there is no usable adapter into a TransportError."""
     import bleak.exc
 
-    dbus_errors: tuple[type[BaseException], ...] = ()
+    # OSError: no D-Bus socket / BlueZ not running (FileNotFoundError, ConnectionRefused).
+    no_stack: tuple[type[BaseException], ...] = (bleak.exc.BleakError, OSError)
     try:
         from dbus_fast.errors import DBusError
 
-        dbus_errors = (DBusError,)
+        no_stack += (DBusError,)
     except ImportError:  # not on macOS/Windows
         pass
     try:
         yield
     except bleak.exc.BleakBluetoothNotAvailableError as exc:
         raise TransportError(f"{NO_ADAPTER} (bleak: {exc})") from exc
-    except (bleak.exc.BleakError, OSError, *dbus_errors) as exc:
-        # OSError: no D-Bus socket / BlueZ not running (FileNotFoundError, ConnectionRefused).
+    except no_stack as exc:
         raise TransportError(
             f"{NO_ADAPTER}; if one is plugged in, check that BlueZ runs "
             f"(`systemctl status bluetooth`) and the adapter is up (`bluetoothctl power on`) "
@@ -77,7 +75,9 @@ def _bleak_errors() -> Iterator[None]:
         ) from exc
 
 
-async def _scan(seconds: float, scanner_backend: type | None) -> dict[str, tuple[str | None, int | None]]:
+async def _scan(
+    seconds: float, scanner_backend: type | None
+) -> dict[str, tuple[str | None, int | None]]:
     import bleak
 
     from fusion_edge.firmware_bridge.ble import normalize_address
@@ -103,7 +103,9 @@ async def _scan_simulated(count: int, seconds: float) -> dict[str, tuple[str | N
         return await _scan(seconds, field.backend.scanner)
 
 
-def scan_pods(seconds: float, *, simulate: int = 0, allow: list[str] | None = None) -> list[ScannedPod]:
+def scan_pods(
+    seconds: float, *, simulate: int = 0, allow: list[str] | None = None
+) -> list[ScannedPod]:
     """Scan for pods advertising the pod service.
 
     Args:
@@ -138,7 +140,9 @@ def scan_pods(seconds: float, *, simulate: int = 0, allow: list[str] | None = No
 def pods_scan(
     seconds: float = typer.Option(5.0, "--seconds", help="How long to listen for pods."),
     simulate: int = typer.Option(0, "--simulate", help="Scan N simulated pods (no radio needed)."),
-    allow: list[str] = typer.Option(None, "--allow", help="A pod of the kit; repeat for each."),
+    allow: Annotated[
+        list[str] | None, typer.Option("--allow", help="A pod of the kit; repeat for each.")
+    ] = None,
 ) -> None:
     """List the pods in range (address, name, RSSI, on the kit's allow-list?)."""
     if simulate < 0:
@@ -150,7 +154,9 @@ def pods_scan(
         table.add_column(col)
     for p in pods:
         table.add_row(
-            p.address, p.name or "-", "-" if p.rssi is None else str(p.rssi),
+            p.address,
+            p.name or "-",
+            "-" if p.rssi is None else str(p.rssi),
             "-" if p.allowed is None else ("yes" if p.allowed else "no"),
         )
     console.print(table)
@@ -160,8 +166,19 @@ def pods_scan(
 
 # ----------------------------------------------------------------------------------- gnss read
 
-_FIX_FIELDS = ("source", "utc", "lat", "lon", "alt_m", "speed_mps", "course_deg", "fix_quality",
-               "sats", "hdop", "host_ns")
+_FIX_FIELDS = (
+    "source",
+    "utc",
+    "lat",
+    "lon",
+    "alt_m",
+    "speed_mps",
+    "course_deg",
+    "fix_quality",
+    "sats",
+    "hdop",
+    "host_ns",
+)
 
 
 class EpochMerger:
@@ -194,9 +211,14 @@ class EpochMerger:
         quality = None if message.fix_quality is None else int(message.fix_quality)
         for name, value in (
             ("utc", message.utc.isoformat() if message.utc is not None else None),
-            ("lat", message.lat_deg), ("lon", message.lon_deg), ("alt_m", message.alt_m),
-            ("speed_mps", message.speed_mps), ("course_deg", message.course_deg),
-            ("fix_quality", quality), ("sats", message.num_sats), ("hdop", message.hdop),
+            ("lat", message.lat_deg),
+            ("lon", message.lon_deg),
+            ("alt_m", message.alt_m),
+            ("speed_mps", message.speed_mps),
+            ("course_deg", message.course_deg),
+            ("fix_quality", quality),
+            ("sats", message.num_sats),
+            ("hdop", message.hdop),
         ):
             if record[name] is None and value is not None:
                 record[name] = value
@@ -276,9 +298,15 @@ def _fmt(value: Any, digits: int) -> str:
 def gnss_read(
     port: str = typer.Argument(..., help="Serial port, e.g. /dev/serial/by-id/usb-u-blox_..."),
     baud: int = typer.Option(115200, "--baud", help="Line speed of the receiver."),
-    seconds: float = typer.Option(None, "--seconds", help="How long to read (default: until Ctrl-C)."),
-    out: Path = typer.Option(None, "--out", help="Write one JSON object per fix (JSON lines)."),
-    stats: Path = typer.Option(None, "--stats", help="Write the sentence/fix counters as JSON."),
+    seconds: float | None = typer.Option(
+        None, "--seconds", help="How long to read (default: until Ctrl-C)."
+    ),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write one JSON object per fix (JSON lines).")
+    ] = None,
+    stats: Annotated[
+        Path | None, typer.Option("--stats", help="Write the sentence/fix counters as JSON.")
+    ] = None,
     show: int = typer.Option(20, "--show", help="Fixes to show in the table (the last N)."),
 ) -> None:
     """Read fixes from a GNSS receiver (NMEA and UBX NAV-PVT), one record per epoch."""
@@ -286,7 +314,9 @@ def gnss_read(
     handle: IO[str] | None = None
     with cli_errors():
         if seconds is not None and seconds <= 0:
-            raise TransportError(f"--seconds {seconds} must be positive, or left out to read until Ctrl-C")
+            raise TransportError(
+                f"--seconds {seconds} must be positive, or left out to read until Ctrl-C"
+            )
         try:
             if out is not None:
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +327,7 @@ def gnss_read(
                     handle.write(json.dumps(record) + "\n")
                     handle.flush()  # a pulled cable loses at most the fix being written
                 last.append(record)
-                del last[:-max(show, 1)]
+                del last[: -max(show, 1)]
 
             result = read_gnss(port, baud=baud, seconds=seconds, on_fix=on_fix)
         finally:
@@ -311,28 +341,54 @@ def gnss_read(
         table.add_column(col, no_wrap=True)
     for r in last[-show:] if show > 0 else []:
         table.add_row(
-            _fmt(r["source"], 0), _fmt(r["utc"], 0), _fmt(r["lat"], 7), _fmt(r["lon"], 7),
-            _fmt(r["alt_m"], 1), _fmt(r["speed_mps"], 2), _fmt(r["course_deg"], 1),
-            _fmt(r["fix_quality"], 0), _fmt(r["sats"], 0), _fmt(r["hdop"], 2),
+            _fmt(r["source"], 0),
+            _fmt(r["utc"], 0),
+            _fmt(r["lat"], 7),
+            _fmt(r["lon"], 7),
+            _fmt(r["alt_m"], 1),
+            _fmt(r["speed_mps"], 2),
+            _fmt(r["course_deg"], 1),
+            _fmt(r["fix_quality"], 0),
+            _fmt(r["sats"], 0),
+            _fmt(r["hdop"], 2),
         )
     console.print(table)
     summary = Table(title="Stream counters")
     summary.add_column("counter")
     summary.add_column("value", justify="right")
-    for key in ("seconds", "fixes", "sentences", "ubx_frames", "checksum_errors", "unknown",
-                "proprietary", "malformed", "garbage_bytes", "bytes_read", "reconnects"):
+    for key in (
+        "seconds",
+        "fixes",
+        "sentences",
+        "ubx_frames",
+        "checksum_errors",
+        "unknown",
+        "proprietary",
+        "malformed",
+        "garbage_bytes",
+        "bytes_read",
+        "reconnects",
+    ):
         summary.add_row(key, str(result[key]))
     console.print(summary)
 
 
 @gnss_app.command("simulate")
 def gnss_simulate(
-    seconds: float = typer.Option(None, "--seconds", help="How long to run (default: until Ctrl-C)."),
+    seconds: float | None = typer.Option(
+        None, "--seconds", help="How long to run (default: until Ctrl-C)."
+    ),
     rate: float = typer.Option(10.0, "--rate", help="Epochs per second."),
     output: str = typer.Option("nmea", "--output", help="nmea, ubx or both."),
-    scenario: str = typer.Option(None, "--scenario", help="Players of this scenario (else a circle track)."),
-    players: int = typer.Option(1, "--players", help="With --scenario: players on the line (TAG blocks)."),
-    link: Path = typer.Option(None, "--link", help="Also keep this symlink pointing at the port."),
+    scenario: str | None = typer.Option(
+        None, "--scenario", help="Players of this scenario (else a circle track)."
+    ),
+    players: int = typer.Option(
+        1, "--players", help="With --scenario: players on the line (TAG blocks)."
+    ),
+    link: Annotated[
+        Path | None, typer.Option("--link", help="Also keep this symlink pointing at the port.")
+    ] = None,
 ) -> None:
     """Run a simulated receiver on a pseudo-terminal and print its port (for `gnss read`)."""
     from fusion_edge.firmware_bridge.sim_gnss import (
@@ -352,16 +408,21 @@ def gnss_simulate(
             from fusion_edge.firmware_bridge.scenario_fixes import scenario_fix_sources
             from fusion_edge.scenarios import get_scenario, simulate_session
 
-            session = simulate_session(get_scenario(scenario), seed=0, duration_s=300.0,
-                                       lost_samples=False)
+            session = simulate_session(
+                get_scenario(scenario), seed=0, duration_s=300.0, lost_samples=False
+            )
             source = scenario_fix_sources(session, players)
         cfg = SimulatedReceiverConfig(
-            rate_hz=rate, output=mix, tag_sources=scenario is not None,
+            rate_hz=rate,
+            output=mix,
+            tag_sources=scenario is not None,
             link_path=None if link is None else str(link),
         )
         with SimulatedReceiver(source, cfg) as rx:
-            console.print(f"simulated receiver writing on [bold]{rx.port}[/] "
-                          f"({rate:g} Hz, {mix.value}, {rx.link_load:.0%} of the line)")
+            console.print(
+                f"simulated receiver writing on [bold]{rx.port}[/] "
+                f"({rate:g} Hz, {mix.value}, {rx.link_load:.0%} of the line)"
+            )
             try:
                 if seconds is None:
                     while True:

@@ -80,6 +80,9 @@ def export_command(
         3, "--fine-tune-epochs", help="Recovery epochs after pruning."
     ),
     latency_runs: int = typer.Option(30, "--latency-runs", help="Timed runs per latency figure."),
+    int8_format: str = typer.Option(
+        "qoperator", "--int8-format", help="CPU INT8 graph: qoperator (smallest) or qdq."
+    ),
     seed: int = typer.Option(0, "--seed", help="Calibration sampling and fine-tuning seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
 ) -> None:
@@ -96,6 +99,7 @@ def export_command(
             escalation_threshold=threshold,
             fine_tune_epochs=fine_tune_epochs,
             latency_runs=latency_runs,
+            int8_format=int8_format,
             seed=seed,
         )
         result = export(

@@ -39,6 +39,7 @@ from fusion_edge.export.measure import (
 )
 from fusion_edge.export.onnx_export import check_onnx, export_onnx
 from fusion_edge.export.quantize import (
+    Int8Format,
     choose_int8_exclusions,
     convert_fp16,
     node_groups,
@@ -94,6 +95,8 @@ class ExportConfig:
         latency_runs: Timed runs per latency figure (after warm-up).
         max_accuracy_drop: INT8 budget per class head (fraction: 0.005 = 0.5 points).
         max_relative_error_increase: INT8 budget per regression head (relative).
+        int8_format: Graph format of the CPU INT8 variant (`Int8Format`: ``qoperator``, the
+            smallest file, or ``qdq``).
         seed: Seed for calibration sampling and fine-tuning.
     """
 
@@ -108,6 +111,7 @@ class ExportConfig:
     latency_runs: int = 30
     max_accuracy_drop: float = 0.005
     max_relative_error_increase: float = 0.10
+    int8_format: str = Int8Format.QOPERATOR.value
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -120,6 +124,9 @@ class ExportConfig:
             formats = ("onnx", *formats)  # engines are built from the bundle's ONNX
         object.__setattr__(self, "formats", formats)
         object.__setattr__(self, "stratify_by", tuple(self.stratify_by))
+        object.__setattr__(
+            self, "int8_format", _choices((self.int8_format,), Int8Format, "INT8 format")[0]
+        )
         if not 0.0 <= float(self.prune_ratio) < 0.95:
             raise ConfigError(f"--prune must be in [0, 0.95), got {self.prune_ratio}")
         if int(self.squad_size) < 1:
@@ -339,7 +346,12 @@ def export(
 
             groups = node_groups(fp32, mcfg.tasks)
             _, chosen, trials = choose_int8_exclusions(
-                fp32, writer.path("model_int8_cpu.onnx"), calib, groups, judge
+                fp32,
+                writer.path("model_int8_cpu.onnx"),
+                calib,
+                groups,
+                judge,
+                int8_format=config.int8_format,
             )
             status = "ok" if chosen.within_budget else "over budget"
             if not chosen.within_budget:
@@ -368,6 +380,7 @@ def export(
                 {
                     "status": status,
                     "kept_float": list(chosen.excluded_groups),
+                    "int8_format": config.int8_format,
                     "calibration": {"windows": len(calib), **dict(calib.meta)},
                     "selection": [
                         {

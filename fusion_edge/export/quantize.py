@@ -4,11 +4,14 @@
   at the edges) so the box feeds the same arrays to every variant. The LSTM stays float32:
   onnxruntime's CPU LSTM kernel has no FP16 version, and on GPU the gain on a 20-step
   recurrence is small.
-* INT8 for the onnxruntime CPU backend: static QDQ quantization (per-channel weights, activation
+* INT8 for the onnxruntime CPU backend: static quantization (per-channel weights, activation
   ranges from real calibration windows) of Conv / MatMul / Gemm, plus dynamic quantization of the
   LSTM weights (``DynamicQuantizeLSTM``: int8 weights, activations quantized per call, since an
   LSTM's gate ranges change at every step). Node groups that lose accuracy are kept in float,
-  chosen by measurement (`choose_int8_exclusions`).
+  chosen by measurement (`choose_int8_exclusions`). The default format is QOperator
+  (``QLinearConv`` / ``QLinearMatMul`` / ``QGemm``: one node per quantized op, where QDQ needs a
+  DequantizeLinear per weight and a Q/DQ pair per activation) and the names are compacted
+  (`compact_graph`): on a small model that graph overhead otherwise decides the file size.
 * INT8 for TensorRT: explicit Q/DQ (symmetric, per-channel, as TensorRT requires) on Conv /
   MatMul / Gemm; the LSTM is left float because TensorRT has no INT8 recurrent layer.
 """
@@ -21,6 +24,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from fusion_edge.errors import BundleError, MissingDependencyError
 
 __all__ = [
     "INT8_OP_TYPES",
+    "Int8Format",
     "EXCLUSION_GROUPS",
     "Int8Trial",
     "convert_fp16",
@@ -49,6 +54,18 @@ EXCLUSION_GROUPS: dict[str, tuple[str, ...]] = {
     "projections": ("/encoders.{m}/project/",),
     "lstm": ("/lstm1/", "/lstm2/"),
 }
+
+
+class Int8Format(str, Enum):
+    """Graph format of the onnxruntime-CPU INT8 variant.
+
+    ``qoperator``: fused quantized operators (``QLinearConv``, ``QLinearMatMul``, ``QGemm``);
+    the smallest file, onnxruntime CPU only. ``qdq``: float operators between
+    QuantizeLinear/DequantizeLinear pairs, which onnxruntime fuses at load; portable, larger.
+    """
+
+    QOPERATOR = "qoperator"
+    QDQ = "qdq"
 
 
 def _onnx() -> Any:
@@ -130,6 +147,9 @@ def quantize_int8_cpu(
     *,
     exclude: Sequence[str] = (),
     quantize_lstm: bool = True,
+    int8_format: Int8Format | str = Int8Format.QOPERATOR,
+    per_channel: bool = True,
+    compact: bool = True,
 ) -> Path:
     """Write the INT8 onnxruntime-CPU variant of ``src`` to ``dst``.
 
@@ -140,10 +160,14 @@ def quantize_int8_cpu(
         exclude: Node names kept in float (from `node_groups`).
         quantize_lstm: Also quantize the LSTM weights dynamically (int8 weights; shrinks the
             file, which otherwise is dominated by the float LSTM).
+        int8_format: `Int8Format` of the static part (QOperator by default: smallest file).
+        per_channel: One weight scale per output channel (more accurate; a few KB larger).
+        compact: Shorten names and drop ``value_info`` (`compact_graph`) after quantizing.
     """
     q = _ort_quant()
     onnx = _onnx()
     exclude = list(exclude)
+    fmt = Int8Format(int8_format)
     with tempfile.TemporaryDirectory(prefix="fusion-edge-q-") as tmp:
         static_out = Path(tmp) / "static.onnx"
         names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
@@ -152,9 +176,11 @@ def quantize_int8_cpu(
                 str(src),
                 str(static_out),
                 calibration.data_reader(names),
-                quant_format=q.QuantFormat.QDQ,
+                quant_format=(
+                    q.QuantFormat.QDQ if fmt is Int8Format.QDQ else q.QuantFormat.QOperator
+                ),
                 op_types_to_quantize=list(INT8_OP_TYPES),
-                per_channel=True,
+                per_channel=per_channel,
                 activation_type=q.QuantType.QUInt8,
                 weight_type=q.QuantType.QInt8,
                 nodes_to_exclude=exclude,
@@ -175,6 +201,11 @@ def quantize_int8_cpu(
                 )
             else:
                 shutil.copyfile(static_out, dst)
+            if compact:
+                from fusion_edge.export.onnx_export import compact_graph
+
+                proto = onnx.load(str(dst))
+                onnx.save(compact_graph(proto), str(dst))
         except BundleError:
             raise
         except Exception as exc:
@@ -235,6 +266,7 @@ def choose_int8_exclusions(
     judge: Callable[[Path], tuple[bool, dict[str, Any]]],
     *,
     max_steps: int = 3,
+    int8_format: Int8Format | str = Int8Format.QOPERATOR,
 ) -> tuple[Path, Int8Trial, list[Int8Trial]]:
     """Quantize, measure, and keep groups in float greedily until ``judge`` accepts.
 
@@ -252,7 +284,7 @@ def choose_int8_exclusions(
         def attempt(excluded: tuple[str, ...]) -> tuple[Int8Trial, Path]:
             out = Path(tmp) / f"cand{len(trials)}.onnx"
             nodes = [n for g in excluded for n in groups[g]]
-            quantize_int8_cpu(src, out, calibration, exclude=nodes)
+            quantize_int8_cpu(src, out, calibration, exclude=nodes, int8_format=int8_format)
             ok, score = judge(out)
             trial = Int8Trial(excluded, score, ok, out.stat().st_size)
             trials.append(trial)

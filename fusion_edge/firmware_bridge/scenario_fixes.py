@@ -129,15 +129,28 @@ class ScenarioFixSource:
         if not np.isfinite([x, y, speed, course]).all():
             return FixSample(o.lat_deg, o.lon_deg, o.alt_m, 0.0, 0.0, 0, 3, 99.99)
         lat, lon = o.to_lat_lon(float(x), float(y))
-        return FixSample(lat, lon, o.alt_m, float(speed), o.course_deg(float(course)), 1,
-                         self.num_sats, self.hdop)
+        return FixSample(
+            lat,
+            lon,
+            o.alt_m,
+            float(speed),
+            o.course_deg(float(course)),
+            1,
+            self.num_sats,
+            self.hdop,
+        )
 
 
 def scenario_fix_sources(
-    session: Any, players: int | None = None, origin: PitchOrigin | None = None, *,
+    session: Any,
+    players: int | None = None,
+    origin: PitchOrigin | None = None,
+    *,
     name_format: str = "P{index:02d}",
 ) -> Mapping[str, ScenarioFixSource]:
     """``{name: source}`` for the first ``players`` players (all by default), for a TAG-blocked
     :class:`SimulatedReceiver` carrying several players on one line."""
     count = np.asarray(session.gnss).shape[0] if players is None else players
-    return {name_format.format(index=i): ScenarioFixSource(session, i, origin) for i in range(count)}
+    return {
+        name_format.format(index=i): ScenarioFixSource(session, i, origin) for i in range(count)
+    }

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -78,6 +78,9 @@ class ProcessorConfig:
     window: WindowConfig = field(default_factory=WindowConfig)
     max_wait_s: float = 0.3  # after a hop end, how long to wait for a late pod before scoring
     record_events: bool = True
+    # Called with (stage, ms) for every timing, finer stages included (transport, decoding,
+    # clock_calibration, dsp, gnss, queueing): what `fusion-edge profile` listens to. None: off.
+    stage_timer: Callable[[str, float], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -163,24 +166,41 @@ class FieldProcessor:
         p = self.by_pod.get(pod)
         if p is None:
             return
+        timer = self.config.stage_timer
+        if timer is not None and not self.replay:
+            timer("transport", (time.monotonic_ns() - host_ns) / 1e6)
         t0 = time.perf_counter()
-        for block in self.readers[pod].feed(data, host_ns):
+        blocks = self.readers[pod].feed(data, host_ns)
+        t_decoded = time.perf_counter()
+        clock_s = 0.0
+        for block in blocks:
+            tc = time.perf_counter()
             self.clock.observe(pod, block.t0_us, block.host_time_ns, block.boot_id)
             if p.setup.calibration is not None:
                 block = _calibrated(block, p.setup.calibration)
+            clock_s += time.perf_counter() - tc
             values, times = p.imu.push_block(block, _DeviceClock(self.clock, pod))
             if len(times):
                 self.assembler.push_imu(p.setup.player_id, values, times)
                 p.imu_to = int(times[-1])
             acc = block.samples[:, :3]
             p.load.update_imu(int(self.clock.to_host_ns(pod, block.t0_us, block.boot_id)), acc)
-        self._stage("decode_dsp", (time.perf_counter() - t0) * 1e3)
+        total_s = time.perf_counter() - t0
+        self._stage("decode_dsp", total_s * 1e3)
+        if timer is not None:
+            timer("decoding", (t_decoded - t0) * 1e3)
+            timer("clock_calibration", clock_s * 1e3)
+            timer("dsp", (total_s - (t_decoded - t0) - clock_s) * 1e3)
         self._advance(time.monotonic_ns() if self.replay else host_ns)
 
     def on_gnss_bytes(self, port: str, data: bytes, host_ns: int) -> None:
         """Bytes (one or more frames, or a fragment) read from a GNSS port."""
         if self.recorder is not None:
             self.recorder.record_gnss(port, host_ns, data)
+        timer = self.config.stage_timer
+        if timer is not None and not self.replay:
+            timer("transport_gnss", (time.monotonic_ns() - host_ns) / 1e6)
+        t_gnss = time.perf_counter()
         reader = self.gnss_readers.get(port)
         if reader is None:
             reader = self.gnss_readers[port] = GnssStreamReader(policy=BadFramePolicy.LOG)
@@ -205,6 +225,8 @@ class FieldProcessor:
                 for tt, r in zip(times, track, strict=True):
                     if np.isfinite(r).all():
                         p.load.update_gnss(int(tt), float(r[0]), float(r[1]), float(np.hypot(r[2], r[3])))
+        if timer is not None:
+            timer("gnss", (time.perf_counter() - t_gnss) * 1e3)
         self._advance(time.monotonic_ns() if self.replay else host_ns)
 
     def _gnss_time(self, port: str, fix: GnssFix, host_ns: int) -> int:
@@ -241,6 +263,9 @@ class FieldProcessor:
             self._next_end = end + self._hop
 
     def _score(self, end: int, arrival_ns: int) -> None:
+        if self.config.stage_timer is not None:
+            # From the arrival of the sample that completed the hop to the start of its scoring.
+            self.config.stage_timer("queueing", max(0.0, (time.monotonic_ns() - arrival_ns) / 1e6))
         t0 = time.perf_counter()
         squad = self.assembler.tick(end)
         t1 = time.perf_counter()
@@ -282,6 +307,8 @@ class FieldProcessor:
         self.stats.escalated += int(sum(ev.escalated for ev in stamped))
         if squad.player_ids:
             self.stats.latency_ms.append(latency)
+            if self.config.stage_timer is not None:
+                self.config.stage_timer("end_to_end", latency)
         for k, v in stage.items():
             self._stage(k, v)
 
@@ -296,6 +323,8 @@ class FieldProcessor:
 
     def _stage(self, name: str, ms: float) -> None:
         self.stats.stage_ms.setdefault(name, []).append(ms)
+        if self.config.stage_timer is not None:
+            self.config.stage_timer(name, ms)
 
     # ------------------------------------------------------------------ end
 

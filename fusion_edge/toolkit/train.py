@@ -181,7 +181,8 @@ def train(
             net.train()
             perm = torch.randperm(n, generator=gen)
             # Each rank takes its own slice of the shuffled order (DDP): same seed, disjoint data.
-            perm = perm[rank::world] if distributed else perm
+            if distributed:  # equal shares, so every rank runs the same number of steps
+                perm = perm[: (perm.numel() // world) * world][rank::world]
             total = 0.0
             batches = 0
             for s in range(0, perm.numel(), config.batch_size):

@@ -15,7 +15,6 @@ from fusion_edge.cli.bridge_commands import EpochMerger, register
 from fusion_edge.firmware_bridge.gnss_parse import parse_nmea
 from fusion_edge.firmware_bridge.sim_gnss import (
     CircleTrackSource,
-    OutputMix,
     SimulatedReceiver,
     SimulatedReceiverConfig,
 )
@@ -23,8 +22,19 @@ from fusion_edge.firmware_bridge.sim_gnss import (
 register(app)  # idempotent: the lead's app.py may already have done it
 
 runner = CliRunner()
-FIX_KEYS = {"source", "utc", "lat", "lon", "alt_m", "speed_mps", "course_deg", "fix_quality",
-            "sats", "hdop", "host_ns"}
+FIX_KEYS = {
+    "source",
+    "utc",
+    "lat",
+    "lon",
+    "alt_m",
+    "speed_mps",
+    "course_deg",
+    "fix_quality",
+    "sats",
+    "hdop",
+    "host_ns",
+}
 
 
 def flat(text: str) -> str:
@@ -46,8 +56,11 @@ def test_pods_scan_simulated_lists_every_pod_and_marks_the_allow_list() -> None:
     lines = [ln for ln in result.output.splitlines() if "C0:FE:00:00:00:0" in ln]
     assert len(lines) == 3
     marks = {ln.split("│")[1].strip(): ln.split("│")[4].strip() for ln in lines}
-    assert marks == {"C0:FE:00:00:00:01": "no", "C0:FE:00:00:00:02": "yes",
-                     "C0:FE:00:00:00:03": "no"}
+    assert marks == {
+        "C0:FE:00:00:00:01": "no",
+        "C0:FE:00:00:00:02": "yes",
+        "C0:FE:00:00:00:03": "no",
+    }
     assert "pod-00:01" in result.output
 
 
@@ -72,13 +85,17 @@ def test_pods_scan_without_adapter_says_what_to_do(monkeypatch: pytest.MonkeyPat
     assert "Traceback" not in result.output
 
 
-def test_pods_scan_bleak_not_available_is_a_transport_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pods_scan_bleak_not_available_is_a_transport_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import bleak
     from bleak.exc import BleakBluetoothNotAvailableError, BleakBluetoothNotAvailableReason
 
     class Unavailable:
         def __init__(self, *args: object, **kwargs: object) -> None:
-            raise BleakBluetoothNotAvailableError("adapter off", BleakBluetoothNotAvailableReason.POWERED_OFF)
+            raise BleakBluetoothNotAvailableError(
+                "adapter off", BleakBluetoothNotAvailableReason.POWERED_OFF
+            )
 
     monkeypatch.setattr(bleak, "BleakScanner", Unavailable)
     result = runner.invoke(app, ["pods", "scan", "--seconds", "0.1"])
@@ -92,7 +109,8 @@ def test_gnss_read_from_simulated_receiver_writes_fixes_and_stats(tmp_path: Path
     cfg = SimulatedReceiverConfig(start_utc=datetime(2024, 6, 15, 12, 0, tzinfo=timezone.utc))
     with SimulatedReceiver(track, cfg) as rx:
         result = runner.invoke(
-            app, ["gnss", "read", rx.port, "--seconds", "1.5", "--out", str(out), "--stats", str(stats)]
+            app,
+            ["gnss", "read", rx.port, "--seconds", "1.5", "--out", str(out), "--stats", str(stats)],
         )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in out.read_text().splitlines()]
@@ -139,7 +157,7 @@ def test_epoch_merger_joins_one_epoch_and_splits_the_next() -> None:
         "$GNRMC,120000.10,A,5133.36100,N,00016.77600,W,9.719,45.00,150624,,,A,V*0E",
     ]
     for k, line in enumerate(lines):
-        body = line[1:line.index("*")]
+        body = line[1 : line.index("*")]
         checksum = 0
         for ch in body.encode():
             checksum ^= ch

@@ -65,9 +65,38 @@ def test_int8_cpu_quantizes_convs_and_lstm(fp32) -> None:
     dst = quantize_int8_cpu(src, folder / "int8.onnx", calib)
     ops = _ops(dst)
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
-    assert ops.count("QuantizeLinear") > 5
-    assert dst.stat().st_size < src.stat().st_size / 2.5
+    # QOperator (the default): fused int8 operators, no float Conv/MatMul/Gemm left.
+    assert ops.count("QLinearConv") == len(model.config.conv_channels) * 2
+    assert not {"Conv", "MatMul", "Gemm"} & set(ops)
+    assert dst.stat().st_size < src.stat().st_size / 3.0
     assert np.isfinite(_run(dst, model)[0]).all()
+
+
+def test_int8_qoperator_compact_is_smaller_and_agrees_with_qdq(fp32) -> None:
+    model, src, folder, calib = fp32
+    qdq = quantize_int8_cpu(src, folder / "qdq.onnx", calib, int8_format="qdq", compact=False)
+    qop = quantize_int8_cpu(src, folder / "qop.onnx", calib)
+    assert "QLinearConv" not in _ops(qdq) and _ops(qdq).count("DequantizeLinear") > 10
+    assert qop.stat().st_size < qdq.stat().st_size * 0.9
+    proto = onnx.load(str(qop))
+    assert not proto.graph.value_info and all(len(n.name) <= 4 for n in proto.graph.node)
+    # The interface keeps its names; the model still reads the same.
+    assert [i.name for i in proto.graph.input] == [m for m, _, _ in model.config.modalities]
+    assert [o.name for o in proto.graph.output] == [t for t, _, _ in model.config.tasks]
+    a, b = _run(qdq, model), _run(qop, model)
+    assert np.mean(a[0].argmax(1) == b[0].argmax(1)) >= 0.75
+    np.testing.assert_allclose(a[1], b[1], atol=0.1)
+
+
+def test_compact_graph_keeps_the_model_identical(fp32) -> None:
+    from fusion_edge.export.onnx_export import compact_graph
+
+    model, src, folder, _ = fp32
+    proto = onnx.load(str(src))
+    onnx.save(compact_graph(proto), str(folder / "compact.onnx"))
+    onnx.checker.check_model(str(folder / "compact.onnx"), full_check=True)
+    for a, b in zip(_run(src, model), _run(folder / "compact.onnx", model), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_int8_exclusions_stay_float(fp32) -> None:
@@ -80,10 +109,12 @@ def test_int8_exclusions_stay_float(fp32) -> None:
     proto = onnx.load(str(dst))
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("LSTM") == 2 and "DynamicQuantizeLSTM" not in ops
-    # The regression head's weight is fed to its Gemm as float, not through a DequantizeLinear.
-    gemm = next(n for n in proto.graph.node if n.name in groups["regression_heads"])
-    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
-    assert producers.get(gemm.input[1]) != "DequantizeLinear"
+    # The regression head stays a float Gemm with float weights; the class head is quantized.
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    gemms = [n for n in proto.graph.node if n.op_type == "Gemm"]
+    assert len(gemms) == len(groups["regression_heads"]) == 1
+    assert inits[gemms[0].input[1]].dtype == np.float32
+    assert ops.count("QGemm") == len(groups["class_heads"])
 
 
 def test_tensorrt_qdq_is_symmetric_and_keeps_lstm_float(fp32) -> None:

@@ -53,7 +53,11 @@ def test_nmea2_reference_examples(chunking: str) -> None:
     assert rmc.speed_mps == pytest.approx(22.4 * KNOT) and rmc.course_deg == 84.4
     assert vtg.course_deg == 54.7 and vtg.speed_mps == pytest.approx(10.2 * KMH)
     (dop,) = [r.message for r in readings if isinstance(r.message, GnssDop)]
-    assert dop.satellite_ids == (4, 5, 9, 12, 24) and (dop.pdop, dop.hdop, dop.vdop) == (2.5, 1.3, 2.1)
+    assert dop.satellite_ids == (4, 5, 9, 12, 24) and (dop.pdop, dop.hdop, dop.vdop) == (
+        2.5,
+        1.3,
+        2.1,
+    )
     c = reader.counters
     assert (c.sentences_ok, c.bad_checksum, c.malformed, c.garbage_bytes) == (4, 0, 0, 0)
 
@@ -63,8 +67,12 @@ def test_ublox_mixed_nmea_pubx_and_ubx(chunking: str) -> None:
     readings, reader = replay("ublox_mixed.bin", chunking)
     kinds = [(r.message.kind, getattr(r.message, "talker", None)) for r in readings]
     assert kinds == [
-        (MessageKind.RMC, "GP"), (MessageKind.VTG, "GP"), (MessageKind.GGA, "GP"),
-        (MessageKind.GSA, "GP"), (MessageKind.NAV_PVT, None), (MessageKind.GGA, "GN"),
+        (MessageKind.RMC, "GP"),
+        (MessageKind.VTG, "GP"),
+        (MessageKind.GGA, "GP"),
+        (MessageKind.GSA, "GP"),
+        (MessageKind.NAV_PVT, None),
+        (MessageKind.GGA, "GN"),
     ]
     rmc, vtg, gga, pvt, gn_gga = fixes(readings)
     assert rmc.utc == datetime(2002, 12, 9, 8, 35, 59, tzinfo=UTC)
@@ -111,7 +119,9 @@ def test_novatel_and_sirf_examples(chunking: str) -> None:
     assert rmc.utc == datetime(1998, 5, 12, 16, 12, 29, 487000, tzinfo=UTC)  # milliseconds kept
     assert rmc.lat_deg == pytest.approx(37 + 23.2475 / 60, abs=1e-12)
     assert rmc.speed_mps == pytest.approx(0.13 * KNOT) and rmc.course_deg == 309.62
-    assert vtg.speed_mps == pytest.approx(0.2 * KMH) and vtg.fix_quality is None  # NMEA 2.x: no mode
+    assert (
+        vtg.speed_mps == pytest.approx(0.2 * KMH) and vtg.fix_quality is None
+    )  # NMEA 2.x: no mode
     assert reader.counters.sentences_ok == 5 and reader.counters.garbage_bytes == 0
 
 
@@ -121,8 +131,10 @@ def test_every_capture_survives_a_pty_round_trip() -> None:
     from fusion_edge.firmware_bridge.serial_gnss import SerialGnssTransport
     from fusion_edge.firmware_bridge.sim_gnss import SimulatedReceiver, SimulatedReceiverConfig
 
-    data = b"".join((CAPTURES / n).read_bytes() for n in sorted(p.name for p in CAPTURES.glob("*.*")
-                                                                  if p.suffix != ".md"))
+    data = b"".join(
+        (CAPTURES / n).read_bytes()
+        for n in sorted(p.name for p in CAPTURES.glob("*.*") if p.suffix != ".md")
+    )
     expected = [r.message for r in GnssStreamReader().feed(data, 0)]
     rx = SimulatedReceiver(lambda t: None, SimulatedReceiverConfig(rate_hz=1.0)).start()
     try:
