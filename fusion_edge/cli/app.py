@@ -45,6 +45,9 @@ export_commands.register(app)
 from fusion_edge.cli import bridge_commands  # noqa: E402
 
 bridge_commands.register(app)
+from fusion_edge.cli import profile_commands  # noqa: E402
+
+profile_commands.register(app)
 
 
 def main() -> None:

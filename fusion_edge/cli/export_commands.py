@@ -13,7 +13,7 @@ from rich.table import Table
 
 from fusion_edge.cli.common import cli_errors, console
 
-__all__ = ["register", "bundle_app", "engine_app"]
+__all__ = ["register", "bundle_app", "engine_app", "export_table", "print_export_result"]
 
 bundle_app = typer.Typer(help="Inspect and check exported bundles.", no_args_is_help=True)
 engine_app = typer.Typer(help="TensorRT engines built from bundles.", no_args_is_help=True)
@@ -23,7 +23,8 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
 
 
-def _table(rows: list[dict[str, Any]], squad: int) -> Table:
+def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
+    """The export report as a rich table (one row per variant; `export` prints it)."""
     heads = sorted({k for r in rows for k in r.get("headline", {})})
     table = Table(title="Export (accuracy: class heads; relative error: regression heads)")
     for col in (
@@ -79,6 +80,9 @@ def export_command(
     fine_tune_epochs: int = typer.Option(
         3, "--fine-tune-epochs", help="Recovery epochs after pruning."
     ),
+    fine_tune_lr: float = typer.Option(
+        2e-4, "--fine-tune-lr", help="Learning rate of the recovery fine-tune."
+    ),
     latency_runs: int = typer.Option(30, "--latency-runs", help="Timed runs per latency figure."),
     int8_format: str = typer.Option(
         "qoperator", "--int8-format", help="CPU INT8 graph: qoperator (smallest) or qdq."
@@ -98,6 +102,7 @@ def export_command(
             calibration_windows=calibration_windows,
             escalation_threshold=threshold,
             fine_tune_epochs=fine_tune_epochs,
+            fine_tune_lr=fine_tune_lr,
             latency_runs=latency_runs,
             int8_format=int8_format,
             seed=seed,
@@ -105,7 +110,12 @@ def export_command(
         result = export(
             run, data, out, config, overwrite=overwrite, progress=lambda m: console.print(f"  {m}")
         )
-    console.print(_table(result.rows, squad))
+    print_export_result(result, squad)
+
+
+def print_export_result(result: Any, squad: int) -> None:
+    """Print an `ExportResult`: the table, its notes and where the bundle is (CLI and demo)."""
+    console.print(export_table(result.rows, squad))
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(f"wrote {result.bundle} (report.md, report.json inside)")

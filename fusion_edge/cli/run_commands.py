@@ -108,7 +108,9 @@ def run(
             events = events or kit_cfg.sinks.jsonl
         else:
             prefs = backend or list(DEFAULT_PREFERENCE)
-        model = BundleModel(bundle, preference=prefs)
+        esc = kit_cfg.escalation if kit_cfg is not None else None
+        model = BundleModel(bundle, preference=prefs, escalation=esc.enabled if esc else True,
+                            threshold=esc.threshold if esc else None)
         stack.callback(model.close)
         console.print(f"bundle {bundle}: answering with [bold]{model.chain.name}[/] "
                       f"({model.chain.active.precision}); escalation to "
@@ -116,31 +118,58 @@ def run(
                       f"{model.threshold:.2f}")
         hub = _sinks(stack, events, table, sse)
         recorder = None
+        closing_errors: list[str] = []
         if kit_cfg is not None:
-            from fusion_edge.firmware_bridge.scenario_fixes import PitchOrigin
+            from fusion_edge.runtime.kit_runner import pitch_origin
 
-            meta = session_metadata(setups_from_kit(kit_cfg), PitchOrigin(), {"bundle": str(bundle)})
+            meta = session_metadata(setups_from_kit(kit_cfg), pitch_origin(kit_cfg),
+                                    {"bundle": str(bundle), "hop_s": kit_cfg.windows.hop_s})
             if record is None and kit_cfg.recording.enabled:
                 record = kit_cfg.recording.path / f"session-{int(__import__('time').time())}.sqlite"
             if record is not None:
                 record.parent.mkdir(parents=True, exist_ok=True)
-                recorder = stack.enter_context(SessionRecorder(record, meta))
+                recorder = SessionRecorder(record, meta)
+                recorder.start()
+                stack.callback(_close_recorder, recorder, closing_errors)
             processor, summary = asyncio.run(run_kit(kit_cfg, model, seconds=seconds, sinks=hub, recorder=recorder,
                                                      on_progress=lambda m: console.print(m)))
         else:
             cfg = SimulatedKitConfig(scenario=simulate, seconds=seconds or 30.0, seed=seed, players=players)
             if record is not None:
                 record.parent.mkdir(parents=True, exist_ok=True)
-                recorder = stack.enter_context(_LazyRecorder(record, {"bundle": str(bundle), "simulate": simulate}))
+                recorder = _LazyRecorder(record, {"bundle": str(bundle), "simulate": simulate})
+                stack.callback(_close_recorder, recorder, closing_errors)
             processor, summary = asyncio.run(run_simulated_kit(
                 cfg, model, sinks=hub, recorder=recorder, processor_config=ProcessorConfig(),
                 on_progress=lambda m: console.print(m)))
     print_stats(summary, f"field session: {summary.seconds:.0f} s")
-    _save(stats, summary.to_json())
+    doc = summary.to_json()
+    if closing_errors:
+        doc.setdefault("faults", {})["recording_close_error"] = closing_errors[0]
+    _save(stats, doc)
     if events:
         console.print(f"events: [bold]{events}[/]")
+    faults = summary.faults
+    if faults.get("recording_errors") or faults.get("recording_dropped") or closing_errors:
+        # The session was scored; what the recording lacks is said, counted, and the exit code
+        # tells scripts the file is incomplete.
+        why = closing_errors[0] if closing_errors else faults.get("last_recording_error")
+        err_console.print(f"[bold red]recording incomplete:[/] {faults.get('recording_errors', 0)} record(s) "
+                          f"failed, {faults.get('recording_dropped', 0)} dropped; {why}")
+        raise typer.Exit(1)
     if record:
         console.print(f"recording: [bold]{record}[/] (replay with 'fusion-edge replay {record} --bundle B')")
+
+
+def _close_recorder(recorder: Any, errors: list[str]) -> None:
+    """Close a recorder; a write error found at close (disk full) is kept, not raised, so the
+    session's stats are still printed and saved."""
+    from fusion_edge.errors import FusionEdgeError
+
+    try:
+        recorder.close()
+    except FusionEdgeError as exc:
+        errors.append(str(exc))
 
 
 class _LazyRecorder:
@@ -155,8 +184,11 @@ class _LazyRecorder:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self._rec is not None:
-            self._rec.__exit__(*exc)
+            self._rec.close()
 
     def bind(self, metadata: dict) -> None:
         from fusion_edge.runtime.recording import SessionRecorder

@@ -92,6 +92,7 @@ class ExportConfig:
         stratify_by: Tasks / groups the calibration sample is stratified by.
         escalation_threshold: Top-class probability under which the box escalates to FP32.
         fine_tune_epochs: Epochs of recovery training after pruning.
+        fine_tune_lr: Adam learning rate of that fine-tune.
         latency_runs: Timed runs per latency figure (after warm-up).
         max_accuracy_drop: INT8 budget per class head (fraction: 0.005 = 0.5 points).
         max_relative_error_increase: INT8 budget per regression head (relative).
@@ -108,6 +109,7 @@ class ExportConfig:
     stratify_by: tuple[str, ...] = ("action", "session")
     escalation_threshold: float = 0.6
     fine_tune_epochs: int = 3
+    fine_tune_lr: float = 2e-4
     latency_runs: int = 30
     max_accuracy_drop: float = 0.005
     max_relative_error_increase: float = 0.10
@@ -135,6 +137,8 @@ class ExportConfig:
             raise ConfigError(
                 f"escalation threshold must be in [0, 1], got {self.escalation_threshold}"
             )
+        if not 0.0 < float(self.fine_tune_lr) < 1.0:
+            raise ConfigError(f"fine-tune learning rate must be in (0, 1), got {self.fine_tune_lr}")
         if int(self.latency_runs) < 1:
             raise ConfigError(f"latency runs must be >= 1, got {self.latency_runs}")
 
@@ -257,6 +261,7 @@ def export(
             info.split,
             info.normalization,
             epochs=config.fine_tune_epochs,
+            lr=config.fine_tune_lr,
             seed=config.seed,
         )
         pruning = prune_report(model, small, config.prune_ratio, config.fine_tune_epochs).to_json()

@@ -213,7 +213,7 @@ def fine_tune(
     Uses the run's normalization (not refitted) so the bundle's statistics stay valid.
     """
     # The loss and tensor assembly are training's own, so pruning recovers on the same objective.
-    from fusion_edge.toolkit.train import _loss, _tensors
+    from fusion_edge.toolkit.train import compute_loss, make_tensors
 
     if epochs <= 0:
         return model
@@ -222,8 +222,8 @@ def fine_tune(
     player = dataset.player.astype(str)
     tr, va = split.indices(player, "train"), split.indices(player, "val")
     weights = {n: 1.0 if spec.task(n).is_classification else 10.0 for n in tasks}
-    x_tr, y_tr = _tensors(dataset, tr, normalization, spec, tasks)
-    x_va, y_va = _tensors(dataset, va, normalization, spec, tasks)
+    x_tr, y_tr = make_tensors(dataset, tr, normalization, spec, tasks)
+    x_va, y_va = make_tensors(dataset, va, normalization, spec, tasks)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -231,7 +231,7 @@ def fine_tune(
     def val_loss() -> float:
         model.eval()
         with torch.no_grad():
-            return float(_loss(model, model(*x_va), y_va, weights)) if va.size else 0.0
+            return float(compute_loss(model, model(*x_va), y_va, weights)) if va.size else 0.0
 
     best = (val_loss(), copy.deepcopy(model.state_dict()))
     for _ in range(epochs):
@@ -242,7 +242,7 @@ def fine_tune(
             if b.numel() < 2:
                 continue
             opt.zero_grad(set_to_none=True)
-            loss = _loss(model, model(*[x[b] for x in x_tr]), [y[b] for y in y_tr], weights)
+            loss = compute_loss(model, model(*[x[b] for x in x_tr]), [y[b] for y in y_tr], weights)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

@@ -17,31 +17,38 @@ arrival of the sample that completed it to the events leaving.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from fusion_edge.calibration.clock import ClockAlignment
-from fusion_edge.errors import FusionEdgeError
+from fusion_edge.errors import BackendError, BundleError, CalibrationError, FusionEdgeError
 from fusion_edge.firmware_bridge.gnss_messages import GnssFix, MessageKind
 from fusion_edge.firmware_bridge.gnss_reader import BadFramePolicy, GnssStreamReader
 from fusion_edge.firmware_bridge.reader import BadPacketPolicy, PacketReader
 from fusion_edge.firmware_bridge.scenario_fixes import PitchOrigin
 from fusion_edge.runtime.bundle_model import BundleModel
-from fusion_edge.runtime.events import EventStatus, FeedbackEvent, predictions_from_outputs
+from fusion_edge.runtime.events import EventStatus, FeedbackEvent, predictions_from_outputs, task_specs
 from fusion_edge.runtime.load import PlayerLoadTracker
+from fusion_edge.runtime.risk import DailyLoadHistory, assess_risk
 from fusion_edge.runtime.streaming import GnssStreamConfig, GnssStreamPipeline, ImuStreamConfig, ImuStreamPipeline
+from fusion_edge.runtime.team_context import POSITION_CHANNELS
 from fusion_edge.runtime.windows import SquadAssembler, WindowConfig
 
 __all__ = [
     "PlayerSetup",
     "ProcessorConfig",
+    "ProcessorStats",
     "FieldProcessor",
+    "KIT_IMU_CHANNELS",
+    "check_bundle_inputs",
+    "window_config_from_manifest",
     "pitch_xy",
     "session_metadata",
     "setups_from_metadata",
@@ -49,6 +56,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _EARTH_RADIUS_M = 6_371_000.0
+# What a pod's packets give the processor, in this order (PacketReader's SI columns).
+KIT_IMU_CHANNELS = ("ax", "ay", "az", "gx", "gy", "gz", "mx", "my", "mz")
 
 
 def pitch_xy(origin: PitchOrigin, lat: float, lon: float) -> tuple[float, float]:
@@ -73,14 +82,69 @@ class PlayerSetup:
 
 @dataclass(frozen=True)
 class ProcessorConfig:
-    """How the processor cuts hops."""
+    """How the processor cuts hops.
 
-    window: WindowConfig = field(default_factory=WindowConfig)
-    max_wait_s: float = 0.3  # after a hop end, how long to wait for a late pod before scoring
+    Attributes:
+        window: Full windowing config; None derives it from the bundle manifest (window length
+            and rates must match what the model was trained on, see
+            :func:`window_config_from_manifest`).
+        hop_s: Hop override (the kit's ``[windows] hop_s``); None keeps the manifest's.
+        max_wait_s: After a hop end, how long to wait for a late pod before scoring.
+        record_events: Also store every event in the session recording.
+    """
+
+    window: WindowConfig | None = None
+    hop_s: float | None = None
+    max_wait_s: float = 0.3
     record_events: bool = True
     # Called with (stage, ms) for every timing, finer stages included (transport, decoding,
     # clock_calibration, dsp, gnss, queueing): what `fusion-edge profile` listens to. None: off.
     stage_timer: Callable[[str, float], None] | None = field(default=None, compare=False, repr=False)
+
+
+def check_bundle_inputs(manifest: Mapping[str, Any], where: Any = "the bundle") -> None:
+    """Refuse a bundle whose inputs are not what the kit's sensors give.
+
+    The kit gives an ``imu`` input with the pods' nine channels (:data:`KIT_IMU_CHANNELS`) and a
+    ``position`` input with the team-context features
+    (:data:`~fusion_edge.runtime.team_context.POSITION_CHANNELS`).
+
+    Raises:
+        BundleError: naming the input and what differs.
+    """
+    wanted = {"imu": KIT_IMU_CHANNELS, "position": POSITION_CHANNELS}
+    got = {i["name"]: tuple(i["channels"]) for i in manifest["inputs"]}
+    for name, channels in got.items():
+        if name not in wanted:
+            raise BundleError(
+                f"{where}: the model wants an input '{name}' that this kit does not have (it gives "
+                f"{sorted(wanted)}); export a bundle trained on pod IMU and GNSS data"
+            )
+        if channels != wanted[name]:
+            raise BundleError(
+                f"{where}: input '{name}' has channels {list(channels)} but the kit's sensors give "
+                f"{list(wanted[name])}; this bundle was trained on other sensors: export one from a "
+                "dataset with the pods' channels"
+            )
+    for name in wanted:
+        if name not in got:
+            raise BundleError(
+                f"{where}: the model has no '{name}' input (it has {sorted(got)}); the field kit "
+                "needs a bundle that takes both the pods' IMU and the GNSS position"
+            )
+
+
+def window_config_from_manifest(manifest: Mapping[str, Any], hop_s: float | None = None) -> WindowConfig:
+    """The box's windowing from the bundle: window length, model rates and hop."""
+    inputs = {i["name"]: i for i in manifest["inputs"]}
+    imu, pos = inputs["imu"], inputs["position"]
+    window_s = float(imu["window_samples"]) / float(imu["sample_rate_hz"])
+    return WindowConfig(
+        window_s=window_s,
+        hop_s=float(hop_s if hop_s is not None else imu["hop_seconds"]),
+        imu_rate_hz=float(imu["sample_rate_hz"]),
+        gnss_rate_hz=float(pos["sample_rate_hz"]),
+    )
 
 
 @dataclass
@@ -101,6 +165,12 @@ class ProcessorStats:
     events: int = 0
     scored: int = 0
     escalated: int = 0
+    backend_failures: int = 0  # hops no backend could score (players get not-scored events)
+    clock_resets: int = 0  # a device clock jumped back within one boot: its mapping restarted
+    pod_errors: int = 0  # packets whose processing failed (the other players went on)
+    recording_errors: int = 0  # records the recorder refused with an error (disk full...)
+    recording_dropped: int = 0  # records the recorder dropped (its queue was full)
+    last_recording_error: str | None = None
     latency_ms: list[float] = field(default_factory=list)
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     not_scored: dict[str, int] = field(default_factory=dict)
@@ -122,6 +192,9 @@ class FieldProcessor:
         clock: ClockAlignment | None = None,
         policy: BadPacketPolicy = BadPacketPolicy.LOG,
         replay: bool = False,
+        history: Mapping[str, DailyLoadHistory] | None = None,
+        today: dt.date | None = None,
+        load_metric: str = "player_load",
     ) -> None:
         self.config = config or ProcessorConfig()
         # Replaying, receive times come from the recording: latency is then measured from when
@@ -132,23 +205,33 @@ class FieldProcessor:
         self.sinks = sinks
         self.recorder = recorder
         self.clock = clock or ClockAlignment()
+        # ACWR: the kit's daily-load history and today's running load (docs/feedback.md).
+        self.history = dict(history or {})
+        self.today = today or dt.date.today()
+        self.load_metric = load_metric
+        check_bundle_inputs(model.manifest, getattr(model, "root", "the bundle"))
         pre = model.manifest["preprocessing"]
         imu_cfg = ImuStreamConfig.from_preprocessing(pre["imu"])
         gnss_cfg = GnssStreamConfig.from_preprocessing(pre["position"])
-        win = self.config.window
-        self.assembler = SquadAssembler(win, imu_channels=9)
+        win = self.config.window or window_config_from_manifest(model.manifest, self.config.hop_s)
+        if self.config.window is not None and self.config.hop_s is not None:
+            win = replace(win, hop_s=self.config.hop_s)
+        self.window_config = win
+        self.assembler = SquadAssembler(win, imu_channels=len(KIT_IMU_CHANNELS))
         self.players: dict[str, _Player] = {}
         self.by_pod: dict[str, _Player] = {}
         self.by_gnss: dict[tuple[str, str | None], _Player] = {}
         self.readers: dict[str, PacketReader] = {}
         self.gnss_readers: dict[str, GnssStreamReader] = {}
         for s in players:
-            p = _Player(s, ImuStreamPipeline(imu_cfg, channels=9), GnssStreamPipeline(gnss_cfg), PlayerLoadTracker())
+            p = _Player(s, ImuStreamPipeline(imu_cfg, channels=len(KIT_IMU_CHANNELS)), GnssStreamPipeline(gnss_cfg),
+                        PlayerLoadTracker())
             self.players[s.player_id] = p
             self.by_pod[s.pod] = p
             self.by_gnss[s.gnss] = p
             self.readers[s.pod] = PacketReader(s.pod, policy=policy)
             self.assembler.add_player(s.player_id, team=s.team, attack_dir=s.attack_dir)
+        self._tasks = task_specs(model.tasks)  # parsed once, not per player per hop
         self.stats = ProcessorStats()
         self.events: list[FeedbackEvent] = []
         self._next_end: int | None = None
@@ -160,9 +243,13 @@ class FieldProcessor:
     # ------------------------------------------------------------------ inputs
 
     def on_pod_packet(self, pod: str, data: bytes, host_ns: int) -> None:
-        """One BLE notification of a pod."""
+        """One BLE notification of a pod.
+
+        A packet that cannot be processed (a clock that jumped, a broken block) is logged and
+        counted; it never stops the other players.
+        """
         if self.recorder is not None:
-            self.recorder.record_packet(pod, host_ns, data)
+            self._record(self.recorder.record_packet, pod, host_ns, data)
         p = self.by_pod.get(pod)
         if p is None:
             return
@@ -170,21 +257,16 @@ class FieldProcessor:
         if timer is not None and not self.replay:
             timer("transport", (time.monotonic_ns() - host_ns) / 1e6)
         t0 = time.perf_counter()
-        blocks = self.readers[pod].feed(data, host_ns)
-        t_decoded = time.perf_counter()
+        t_decoded = t0
         clock_s = 0.0
-        for block in blocks:
-            tc = time.perf_counter()
-            self.clock.observe(pod, block.t0_us, block.host_time_ns, block.boot_id)
-            if p.setup.calibration is not None:
-                block = _calibrated(block, p.setup.calibration)
-            clock_s += time.perf_counter() - tc
-            values, times = p.imu.push_block(block, _DeviceClock(self.clock, pod))
-            if len(times):
-                self.assembler.push_imu(p.setup.player_id, values, times)
-                p.imu_to = int(times[-1])
-            acc = block.samples[:, :3]
-            p.load.update_imu(int(self.clock.to_host_ns(pod, block.t0_us, block.boot_id)), acc)
+        try:
+            blocks = self.readers[pod].feed(data, host_ns)
+            t_decoded = time.perf_counter()
+            for block in blocks:
+                clock_s += self._pod_block(pod, p, block)
+        except FusionEdgeError as exc:
+            self.stats.pod_errors += 1
+            log.warning("pod %s: packet at %d not processed: %s", pod, host_ns, exc)
         total_s = time.perf_counter() - t0
         self._stage("decode_dsp", total_s * 1e3)
         if timer is not None:
@@ -193,10 +275,47 @@ class FieldProcessor:
             timer("dsp", (total_s - (t_decoded - t0) - clock_s) * 1e3)
         self._advance(time.monotonic_ns() if self.replay else host_ns)
 
+    def _pod_block(self, pod: str, p: _Player, block: Any) -> float:
+        """One decoded block into the player's streams; returns the seconds spent on the clock."""
+        tc = time.perf_counter()
+        try:
+            self.clock.observe(pod, block.t0_us, block.host_time_ns, block.boot_id)
+        except CalibrationError as exc:
+            # The device clock went back inside one boot (a bad SET_TIME, a firmware bug): the
+            # old mapping is useless for what follows, so start a new one from this packet.
+            # The stream pipeline keeps host times increasing across the step.
+            self.stats.clock_resets += 1
+            log.warning("pod %s: %s; restarting its clock mapping", pod, exc)
+            self.clock._mappers.pop(pod, None)  # noqa: SLF001 - ClockAlignment has no reset
+            self.clock.observe(pod, block.t0_us, block.host_time_ns, block.boot_id)
+        if p.setup.calibration is not None:
+            block = _calibrated(block, p.setup.calibration)
+        clock_s = time.perf_counter() - tc
+        values, times = p.imu.push_block(block, _DeviceClock(self.clock, pod))
+        if len(times):
+            self.assembler.push_imu(p.setup.player_id, values, times)
+            p.imu_to = int(times[-1])
+        acc = block.samples[:, :3]
+        p.load.update_imu(int(self.clock.to_host_ns(pod, block.t0_us, block.boot_id)), acc)
+        return clock_s
+
+    def _record(self, write: Any, *args: Any) -> None:
+        """Hand one record to the recorder; a failing recorder is counted, never fatal."""
+        try:
+            ok = write(*args)
+        except Exception as exc:  # a full disk, a removed card: scoring goes on regardless
+            self.stats.recording_errors += 1
+            if self.stats.last_recording_error is None:
+                log.error("recording failed (%s); the kit keeps scoring, records are counted as lost", exc)
+            self.stats.last_recording_error = str(exc)
+            return
+        if ok is False:
+            self.stats.recording_dropped += 1
+
     def on_gnss_bytes(self, port: str, data: bytes, host_ns: int) -> None:
         """Bytes (one or more frames, or a fragment) read from a GNSS port."""
         if self.recorder is not None:
-            self.recorder.record_gnss(port, host_ns, data)
+            self._record(self.recorder.record_gnss, port, host_ns, data)
         timer = self.config.stage_timer
         if timer is not None and not self.replay:
             timer("transport_gnss", (time.monotonic_ns() - host_ns) / 1e6)
@@ -271,13 +390,24 @@ class FieldProcessor:
         t1 = time.perf_counter()
         events: list[FeedbackEvent] = []
         stage = {"windows": (t1 - t0) * 1e3}
+        inf = None
         if squad.player_ids:
-            inf = self.model.infer(squad.inputs)
+            try:
+                inf = self.model.infer(squad.inputs)
+            except BackendError as exc:
+                # Every backend of the chain failed: say so per player instead of going silent.
+                self.stats.backend_failures += 1
+                log.error("hop at %d not scored: %s", end, exc)
+                for pid in squad.player_ids:
+                    events.append(self._event(pid, end, {}, "none", status=EventStatus.NOT_SCORED,
+                                              status_reason=f"no backend answered: {exc}"))
+                    self.stats.not_scored["backend_failed"] = self.stats.not_scored.get("backend_failed", 0) + 1
+        if inf is not None:
             stage.update(inf.stage_ms)
             t2 = time.perf_counter()
             for i, pid in enumerate(squad.player_ids):
                 one = {k: v[i] for k, v in inf.outputs.items()}
-                preds = predictions_from_outputs(one, self.model.tasks)
+                preds = predictions_from_outputs(one, self._tasks)
                 quality = preds.get("quality", {}).get("value")
                 escalated = bool(inf.escalated[i])
                 events.append(self._event(
@@ -298,14 +428,14 @@ class FieldProcessor:
             self.sinks.publish_many(stamped)
         if self.recorder is not None and self.config.record_events:
             for ev in stamped:
-                self.recorder.record_event("feedback", ev.to_dict(), end)
+                self._record(self.recorder.record_event, "feedback", ev.to_dict(), end)
         stage["sinks"] = (time.perf_counter() - t3) * 1e3
         self.events.extend(stamped)
         self.stats.hops += 1
         self.stats.events += len(stamped)
-        self.stats.scored += len(squad.player_ids)
+        self.stats.scored += len(squad.player_ids) if inf is not None else 0
         self.stats.escalated += int(sum(ev.escalated for ev in stamped))
-        if squad.player_ids:
+        if inf is not None:
             self.stats.latency_ms.append(latency)
             if self.config.stage_timer is not None:
                 self.config.stage_timer("end_to_end", latency)
@@ -315,11 +445,20 @@ class FieldProcessor:
     def _event(self, pid: str, end: int, preds: Mapping[str, Any], backend: str, *, quality: float | None = None,
                escalated: bool = False, reason: str | None = None, status: EventStatus = EventStatus.SCORED,
                status_reason: str | None = None) -> FeedbackEvent:
+        load = self.players[pid].load.snapshot()
         return FeedbackEvent(
             player=pid, window_end_ns=end, predictions=preds, backend=backend, quality=quality,
-            load=self.players[pid].load.snapshot(), escalated=escalated, escalation_reason=reason,
+            load=load, risk=self._risk(pid, load), escalated=escalated, escalation_reason=reason,
             status=status, status_reason=status_reason if status is EventStatus.NOT_SCORED else None,
         )
+
+    def _risk(self, pid: str, load: Any) -> Any:
+        """ACWR band from the player's history and today's running load (None without history)."""
+        hist = self.history.get(pid)
+        if hist is None:
+            return None
+        today = float(getattr(load, self.load_metric, 0.0) or 0.0)
+        return assess_risk(hist, self.today, today if math.isfinite(today) and today > 0 else 0.0)
 
     def _stage(self, name: str, ms: float) -> None:
         self.stats.stage_ms.setdefault(name, []).append(ms)
@@ -363,14 +502,10 @@ class _DeviceClock:
 
 
 def _calibrated(block: Any, cal: Any) -> Any:
-    from dataclasses import replace
-
     return replace(block, samples=np.asarray(cal.apply(block.samples), dtype=np.float32))
 
 
 def _with_latency(ev: FeedbackEvent, stage: Mapping[str, float], latency: float) -> FeedbackEvent:
-    from dataclasses import replace
-
     return replace(ev, stage_latency_ms=dict(stage), latency_ms=latency)
 
 

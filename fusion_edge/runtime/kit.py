@@ -34,6 +34,7 @@ __all__ = [
     "WindowOverrides",
     "RecordingConfig",
     "LoadConfig",
+    "PitchConfig",
     "KitConfig",
     "load_kit",
     "parse_kit",
@@ -267,6 +268,25 @@ class LoadConfig:
 
 
 @dataclass(frozen=True)
+class PitchConfig:
+    """Where the pitch is, so GNSS fixes become pitch coordinates (the model's position input).
+
+    Attributes:
+        lat: WGS84 latitude of the pitch centre, degrees.
+        lon: WGS84 longitude of the pitch centre, degrees.
+        bearing_deg: Bearing of the pitch's +x axis (along the touchline, towards one goal),
+            degrees clockwise from true north.
+        attacks_plus_x: Team label (as in ``[[players]] team``) attacking towards +x; the other
+            team attacks towards -x. None: the first team in the file.
+    """
+
+    lat: float
+    lon: float
+    bearing_deg: float = 90.0
+    attacks_plus_x: str | None = None
+
+
+@dataclass(frozen=True)
 class KitConfig:
     """A validated kit file."""
 
@@ -280,6 +300,7 @@ class KitConfig:
     windows: WindowOverrides = WindowOverrides()
     recording: RecordingConfig = RecordingConfig()
     load: LoadConfig = LoadConfig()
+    pitch: PitchConfig | None = None
 
     def player(self, player_id: str) -> PlayerConfig:
         """The player with this id (KeyError if none)."""
@@ -299,7 +320,7 @@ class KitConfig:
 _LOAD_METRICS = ("player_load", "distance_m", "hsr_m", "sprint_m")
 _ALLOWED: dict[str, tuple[str, ...]] = {
     "": ("name", "players", "gnss_ports", "sinks", "backend", "escalation", "windows",
-         "recording", "load"),
+         "recording", "load", "pitch"),
     "players": ("id", "name", "team", "pod", "gnss_port", "gnss_tag", "calibration"),
     "gnss_ports": ("path", "baud"),
     "sinks": ("jsonl", "terminal", "sse"),
@@ -309,6 +330,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "windows": ("window_s", "hop_s"),
     "recording": ("enabled", "path"),
     "load": ("history", "metric"),
+    "pitch": ("lat", "lon", "bearing_deg", "attacks_plus_x"),
 }
 
 
@@ -532,6 +554,7 @@ def parse_kit(doc: dict[str, Any], text: str, path: Path) -> KitConfig:
         if history is not None else None,
         metric=metric,
     )
+    pitch = _parse_pitch(c, doc, {p.team for p in players})
     return KitConfig(
         path=path,
         name=c.get(doc, ("name",), str, path.stem),
@@ -543,7 +566,33 @@ def parse_kit(doc: dict[str, Any], text: str, path: Path) -> KitConfig:
         windows=WindowOverrides(**win),
         recording=recording,
         load=load,
+        pitch=pitch,
     )
+
+
+def _parse_pitch(c: _Checker, doc: dict[str, Any], teams: set[str]) -> PitchConfig | None:
+    if "pitch" not in doc:
+        return None
+    k: KeyPath = ("pitch",)
+    d = c.table(doc["pitch"], k, "pitch")
+    lat = float(c.get(d, k + ("lat",), (int, float), required=True))
+    lon = float(c.get(d, k + ("lon",), (int, float), required=True))
+    if not -85.0 <= lat <= 85.0:
+        raise c.fail(k + ("lat",), f"{lat} is not a latitude in -85..85 degrees: give the pitch "
+                                   "centre's WGS84 latitude (e.g. 51.556)")
+    if not -180.0 <= lon <= 180.0:
+        raise c.fail(k + ("lon",), f"{lon} is not a longitude in -180..180 degrees: give the "
+                                   "pitch centre's WGS84 longitude (e.g. -0.2796)")
+    bearing = float(c.get(d, k + ("bearing_deg",), (int, float), 90.0))
+    if not 0.0 <= bearing < 360.0:
+        raise c.fail(k + ("bearing_deg",), f"{bearing} must be in 0..360 degrees clockwise from "
+                                           "true north (the direction of the pitch's +x axis)")
+    team = c.get(d, k + ("attacks_plus_x",), str, None)
+    if team is not None and team not in teams:
+        known = ", ".join(sorted(repr(t) for t in teams)) or "none"
+        raise c.fail(k + ("attacks_plus_x",), f"team '{team}' is no player's team (teams in "
+                                              f"this kit: {known}); use one of them")
+    return PitchConfig(lat=lat, lon=lon, bearing_deg=bearing, attacks_plus_x=team)
 
 
 def _toml() -> Any:

@@ -9,6 +9,7 @@ feeds the same bytes with the same times, so it gives the same events every time
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,20 +27,64 @@ from fusion_edge.runtime.field_kit import (
 )
 from fusion_edge.runtime.simulated_kit import RunSummary, summarize
 
-__all__ = ["setups_from_kit", "session_metadata", "setups_from_metadata", "run_kit", "replay_session"]
+__all__ = [
+    "setups_from_kit",
+    "pitch_origin",
+    "processor_options",
+    "session_metadata",
+    "setups_from_metadata",
+    "run_kit",
+    "replay_session",
+]
+
+log = logging.getLogger(__name__)
+
+
+def pitch_origin(kit: Any) -> PitchOrigin:
+    """The kit's ``[pitch]`` as a PitchOrigin (the default origin, with a warning, without one)."""
+    pitch = getattr(kit, "pitch", None)
+    if pitch is None:
+        log.warning("%s has no [pitch] table: positions are relative to a default origin, so the "
+                    "model's position input is meaningless; add [pitch] lat, lon, bearing_deg",
+                    getattr(kit, "path", "the kit file"))
+        return PitchOrigin()
+    return PitchOrigin(lat_deg=pitch.lat, lon_deg=pitch.lon, x_bearing_deg=pitch.bearing_deg)
+
+
+def processor_options(kit: Any, base: ProcessorConfig | None = None) -> dict[str, Any]:
+    """FieldProcessor keyword arguments from a kit file: pitch origin, hop override, and the
+    ``[load] history`` for ACWR risk bands."""
+    from dataclasses import replace
+
+    cfg = base or ProcessorConfig()
+    hop = getattr(getattr(kit, "windows", None), "hop_s", None)
+    if hop is not None and cfg.hop_s is None:
+        cfg = replace(cfg, hop_s=hop)
+    opts: dict[str, Any] = {"origin": pitch_origin(kit), "config": cfg}
+    load = getattr(kit, "load", None)
+    if load is not None and load.history is not None:
+        from fusion_edge.runtime.risk import load_history
+
+        opts["history"] = load_history(load.history)
+        opts["load_metric"] = load.metric
+    return opts
 
 
 def setups_from_kit(kit: Any) -> list[PlayerSetup]:
     """Players of a kit file as the processor needs them.
 
-    Teams are numbered in the order they first appear in the kit file; the first team attacks
-    towards the pitch's +x (see docs/kit-file.md).
+    Teams are numbered in the order they first appear in the kit file. The team named by
+    ``[pitch] attacks_plus_x`` (default: the first team) attacks towards the pitch's +x, the
+    others towards -x (see docs/kit-file.md).
     """
     from fusion_edge.calibration import load_calibration
     from fusion_edge.firmware_bridge.ble import normalize_address
 
     ports = {p.name: p.path for p in kit.gnss_ports}
     teams: dict[str, int] = {}
+    pitch = getattr(kit, "pitch", None)
+    if pitch is not None and pitch.attacks_plus_x is not None:
+        teams[pitch.attacks_plus_x] = 0
     out = []
     for p in kit.players:
         if p.pod is None or p.gnss_port is None:
@@ -72,7 +117,8 @@ async def run_kit(
 
     say = on_progress or (lambda _m: None)
     setups = setups_from_kit(kit)
-    processor = FieldProcessor(setups, model, config=processor_config, sinks=sinks, recorder=recorder)
+    processor = FieldProcessor(setups, model, sinks=sinks, recorder=recorder,
+                               **processor_options(kit, processor_config))
     loop = asyncio.get_running_loop()
     ports = sorted({s.gnss[0] for s in setups})
     bauds = {p.path: p.baud for p in kit.gnss_ports}
@@ -126,6 +172,8 @@ def replay_session(
     if info is None:
         raise FusionEdgeError(f"{path} has no session {session_id}; it has {[s.id for s in sessions]}")
     setups, origin = setups_from_metadata(info.metadata)
+    if processor_config is None and info.metadata.get("hop_s") is not None:
+        processor_config = ProcessorConfig(hop_s=float(info.metadata["hop_s"]))  # the kit's override
     processor = FieldProcessor(setups, model, config=processor_config, origin=origin, sinks=sinks, replay=True)
     cpu0, t0 = time.process_time(), time.monotonic()
     for rec in reader.records(session_id=info.id, kinds=(RecordKind.PACKET, RecordKind.GNSS)):

@@ -10,9 +10,13 @@ describe the same moment.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import resource
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from dataclasses import dataclass, field
 
 from typing import Any
@@ -23,7 +27,15 @@ from fusion_edge.errors import ConfigError
 from fusion_edge.runtime.bundle_model import BundleModel
 from fusion_edge.runtime.field_kit import FieldProcessor, PlayerSetup, ProcessorConfig, session_metadata
 
-__all__ = ["SimulatedKitConfig", "RunSummary", "run_simulated_kit", "summarize", "percentiles"]
+__all__ = [
+    "SimulatedKitConfig",
+    "SimulatedKit",
+    "RunSummary",
+    "run_simulated_kit",
+    "summarize",
+    "percentiles",
+    "fault_counts",
+]
 
 PLAYERS_PER_PORT = 6  # RMC with a TAG block is ~95 bytes: 6 receivers at 10 Hz use half of 115200 baud
 
@@ -39,6 +51,26 @@ class SimulatedKitConfig:
     scenario_file: str | None = None
     drift_ppm: float = 30.0  # pod clocks drift up to this much
     gnss_faults: bool = True
+
+
+@dataclass
+class SimulatedKit:
+    """Handles on a running simulated kit, for a fault script (tests, demos).
+
+    Attributes:
+        pods: The simulated pods (``inject(Fault.DISCONNECT)``, ``reboot()``...).
+        receivers: The simulated GNSS receivers (``unplug()`` / ``replug()``); their ports are
+            stable symlinks, like udev's /dev/serial/by-id names, so a replug is found again.
+        processor: The box's processor (its stats and events so far).
+        ble: The BleTransport (per-pod counters and link states).
+        gnss: The SerialGnssTransports, one per port.
+    """
+
+    pods: list[Any]
+    receivers: list[Any]
+    processor: FieldProcessor
+    ble: Any = None
+    gnss: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +90,7 @@ class RunSummary:
     backends: dict[str, int] = field(default_factory=dict)
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     counters: dict[str, Any] = field(default_factory=dict)
+    faults: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The stats file."""
@@ -123,7 +156,28 @@ def summarize(processor: FieldProcessor, wall_s: float, cpu_s: float) -> RunSumm
         backends=dict(st.backends),
         stages_ms={k: percentiles(v) for k, v in st.stage_ms.items()},
         counters=processor.counters(),
+        faults=fault_counts(processor),
     )
+
+
+def fault_counts(processor: FieldProcessor) -> dict[str, Any]:
+    """What went wrong during a run and how often (the stats file's ``faults``)."""
+    st = processor.stats
+    chain = processor.model.chain.counters
+    return {
+        "lost_samples": processor.lost_samples(),
+        "pod_reboots": int(sum(getattr(r.counters, "reboots", 0) for r in processor.readers.values())),
+        "corrupt_packets": int(sum(getattr(r.counters, "corrupt", 0) for r in processor.readers.values())),
+        "clock_resets": st.clock_resets,
+        "pod_errors": st.pod_errors,
+        "backend_switches": len(chain.switches),
+        "backend_runtime_errors": chain.runtime_errors,
+        "backend_timeouts": chain.timeouts,
+        "backend_failures": st.backend_failures,
+        "recording_errors": st.recording_errors,
+        "recording_dropped": st.recording_dropped,
+        "last_recording_error": st.last_recording_error,
+    }
 
 
 async def run_simulated_kit(
@@ -134,8 +188,13 @@ async def run_simulated_kit(
     recorder: Any = None,
     processor_config: ProcessorConfig | None = None,
     on_progress: Callable[[str], None] | None = None,
+    faults: Callable[[SimulatedKit], Awaitable[None]] | None = None,
 ) -> tuple[FieldProcessor, RunSummary]:
-    """Run a simulated session through the real transports and the box's processor."""
+    """Run a simulated session through the real transports and the box's processor.
+
+    ``faults``, when given, is started once every pod streams, with the kit's handles, and
+    cancelled when the session ends: a script that breaks things at chosen times.
+    """
     from fusion_edge.firmware_bridge.backends.bumble_backend import SimulatedPodField
     from fusion_edge.firmware_bridge.ble import BleTransport
     from fusion_edge.firmware_bridge.scenario_fixes import PitchOrigin, ScenarioFixSource
@@ -170,10 +229,13 @@ async def run_simulated_kit(
         for i, addr in enumerate(addresses)
     ]
     receivers = []
+    links = tempfile.mkdtemp(prefix="fusion-edge-gnss-")
     setups = []
     for g in range(0, n, PLAYERS_PER_PORT):
         names = {f"P{i:02d}": _RealTimeFixes(ScenarioFixSource(session, i, origin), lead_s) for i in range(g, min(n, g + PLAYERS_PER_PORT))}
-        rx = SimulatedReceiver(names, SimulatedReceiverConfig(tag_sources=True, sentences=("RMC",)), name=f"rx{g}")
+        link = str(Path(links) / f"rx{g}")  # stable across unplug/replug, like /dev/serial/by-id
+        rx = SimulatedReceiver(names, SimulatedReceiverConfig(tag_sources=True, sentences=("RMC",), link_path=link),
+                               name=f"rx{g}")
         receivers.append(rx)
     for rx in receivers:
         rx.start()
@@ -208,12 +270,23 @@ async def run_simulated_kit(
             say(f"connecting {n} pods over BLE (bumble) and {len(ports)} GNSS ports (pty)")
             async with transport:
                 say(f"streaming for {config.seconds:.0f} s")
-                await asyncio.sleep(config.seconds)
+                script = None
+                if faults is not None:
+                    kit = SimulatedKit(pods, receivers, processor, transport, transports)
+                    script = asyncio.ensure_future(faults(kit))
+                try:
+                    await asyncio.sleep(config.seconds)
+                finally:
+                    if script is not None:
+                        script.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await script
     finally:
         for t in transports:
             t.close()
         for rx in receivers:
             rx.close()
+        shutil.rmtree(links, ignore_errors=True)
     await asyncio.sleep(0)
     processor.finish()
     wall = time.monotonic() - t0

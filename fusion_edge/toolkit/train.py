@@ -23,7 +23,7 @@ from fusion_edge.toolkit.metrics import classification_metrics, regression_metri
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.splits import GroupedSplit, split_by_player
 
-__all__ = ["TrainConfig", "TrainResult", "train", "predict"]
+__all__ = ["TrainConfig", "TrainResult", "train", "predict", "make_tensors", "compute_loss"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,11 @@ def _device(choice: str, local_rank: int) -> torch.device:
     return torch.device(choice)
 
 
-def _tensors(ds: Dataset, idx: np.ndarray, norm: Normalization, spec: DatasetSpec, tasks: tuple[str, ...]):
+def make_tensors(ds: Dataset, idx: np.ndarray, norm: Normalization, spec: DatasetSpec, tasks: tuple[str, ...]):
+    """Normalized inputs (one tensor per modality) and targets (one per task) of windows ``idx``.
+
+    Class targets are int64 (-1: no label), regression targets float32 (NaN: no label).
+    """
     xs = [torch.from_numpy(norm.apply(m.name, ds.inputs[m.name][idx])) for m in spec.modalities]
     ys = []
     for name in tasks:
@@ -84,7 +88,9 @@ def _tensors(ds: Dataset, idx: np.ndarray, norm: Normalization, spec: DatasetSpe
     return xs, ys
 
 
-def _loss(model: MultimodalCnnLstm, outputs, ys, weights: dict[str, float]) -> torch.Tensor:
+def compute_loss(model: MultimodalCnnLstm, outputs, ys, weights: dict[str, float]) -> torch.Tensor:
+    """Training's multitask loss: weighted cross-entropy per class head plus MSE per regression
+    head, each ignoring missing labels (-1 / NaN)."""
     total = outputs[0].new_zeros(())
     for (name, kind, _), out, y in zip(model.config.tasks, outputs, ys, strict=True):
         if kind == "class":
@@ -95,6 +101,11 @@ def _loss(model: MultimodalCnnLstm, outputs, ys, weights: dict[str, float]) -> t
             if keep.any():
                 total = total + weights[name] * nn.functional.mse_loss(out.float()[keep], y[keep])
     return total
+
+
+# The private names predate the public ones; kept so existing imports keep working.
+_tensors = make_tensors
+_loss = compute_loss
 
 
 @torch.no_grad()

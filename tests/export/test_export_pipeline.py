@@ -45,8 +45,9 @@ def test_bundle_is_complete_and_verifies(tiny_bundle) -> None:
         )
         assert {"mae", "relative_error"} <= set(v["metrics"]["quality"])
     int8 = manifest["variants"][2]
-    assert int8["size_bytes"] < manifest["variants"][0]["size_bytes"] / 2.5
+    assert int8["size_bytes"] < manifest["variants"][0]["size_bytes"] / 3.0
     assert int8["calibration"]["windows"] == 48
+    assert int8["int8_format"] == "qoperator"
     assert not [p for p in tiny_bundle.bundle.parent.iterdir() if ".tmp-" in p.name]
 
 
@@ -67,6 +68,9 @@ def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
     assert ExportConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
     with pytest.raises(ConfigError, match="unknown precision 'int4'"):
         ExportConfig(precisions=("fp32", "int4"))
+    assert ExportConfig(int8_format="QDQ").int8_format == "qdq"
+    with pytest.raises(ConfigError, match="unknown INT8 format 'qlinear'.*qoperator, qdq"):
+        ExportConfig(int8_format="qlinear")
 
 
 def test_dataset_that_does_not_match_is_refused(
@@ -219,8 +223,9 @@ def test_cli_unknown_precision_exits_nonzero(
 def test_pruned_export_records_sizes_and_smaller_config(
     tiny_run: Path, tiny_data: Path, tmp_path: Path
 ) -> None:
-    cfg = ExportConfig(prune_ratio=0.5, fine_tune_epochs=1, precisions=("fp32",), latency_runs=1,
-                       squad_size=3)
+    cfg = ExportConfig(
+        prune_ratio=0.5, fine_tune_epochs=1, precisions=("fp32",), latency_runs=1, squad_size=3
+    )
     result = export(tiny_run, tiny_data, tmp_path / "b", cfg)
     manifest = verify_bundle(result.bundle)
     assert manifest["model_config"]["lstm_hidden"] == [32, 32]

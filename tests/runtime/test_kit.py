@@ -156,3 +156,70 @@ def test_locator_handles_arrays_of_tables_and_multiline_values() -> None:
     assert loc.line_of(("escalation", "threshold")) == 38
     assert loc.line_of(("sinks", "sse", "host")) == 29  # inline table -> its key's line
     assert loc.line_of(("nothing",)) is None
+
+
+PITCH = """
+[pitch]
+lat = 48.2
+lon = 16.4
+bearing_deg = 30.0
+attacks_plus_x = "away"
+"""
+
+
+def test_pitch_table_sets_origin_and_attacking_team(tmp_path: Path) -> None:
+    from fusion_edge.runtime.field_kit import pitch_xy
+    from fusion_edge.runtime.kit_runner import pitch_origin
+
+    text = GOOD.replace('id = "p02"\nname = "Two"', 'id = "p02"\nname = "Two"\nteam = "away"') + PITCH
+    kit = load_kit(write(tmp_path, text))
+    assert kit.pitch is not None and kit.pitch.attacks_plus_x == "away"
+    origin = pitch_origin(kit)
+    assert (origin.lat_deg, origin.lon_deg, origin.x_bearing_deg) == (48.2, 16.4, 30.0)
+    # 10 m along +x (bearing 30 deg) from the centre maps back to (10, 0).
+    lat, lon = origin.to_lat_lon(10.0, 0.0)
+    x, y = pitch_xy(origin, lat, lon)
+    assert x == pytest.approx(10.0, abs=1e-3) and y == pytest.approx(0.0, abs=1e-3)
+
+
+def test_pitch_attacking_team_gets_plus_x(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusion_edge.runtime import kit_runner
+
+    text = GOOD.replace('id = "p02"\nname = "Two"', 'id = "p02"\nname = "Two"\nteam = "away"') + PITCH
+    text = text.replace('[[players]]\nid = "p03"\ngnss_port = "rx1"\n', "")
+    kit = load_kit(write(tmp_path, text))
+    monkeypatch.setattr("fusion_edge.calibration.load_calibration", lambda p: None)
+    setups = {s.player_id: s for s in kit_runner.setups_from_kit(kit)}
+    assert setups["p02"].attack_dir == 1.0 and setups["p02"].team == 0
+    assert setups["p01"].attack_dir == -1.0 and setups["p01"].team == 1
+
+
+@pytest.mark.parametrize(("new", "key", "words"), [
+    ("lat = 95.0", "pitch.lat", "not a latitude"),
+    ("bearing_deg = 400", "pitch.bearing_deg", "0..360"),
+    ('attacks_plus_x = "reds"', "pitch.attacks_plus_x", "no player's team"),
+])
+def test_bad_pitch_names_the_line(tmp_path: Path, new: str, key: str, words: str) -> None:
+    base = GOOD + "\n[pitch]\nlat = 48.2\nlon = 16.4\n"
+    field_name = new.split(" ")[0]
+    text = base.replace(f"{field_name} = 48.2", new) if field_name == "lat" else base + new + "\n"
+    with pytest.raises(KitError) as err:
+        load_kit(write(tmp_path, text))
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith(new.split(" ")[0] + " ="))
+    assert err.value.line == line and err.value.key == key and words in str(err.value)
+
+
+def test_processor_options_from_kit_history_pitch_and_hop(tmp_path: Path) -> None:
+    import json
+
+    from fusion_edge.runtime.kit_runner import processor_options
+
+    (tmp_path / "squad.json").write_text(json.dumps({"players": [
+        {"player": "p01", "days": [{"date": "2024-05-31", "load": 300.0}]}]}))
+    text = GOOD + PITCH.replace('attacks_plus_x = "away"\n', "") + (
+        '\n[windows]\nhop_s = 1.5\n\n[load]\nhistory = "squad.json"\nmetric = "distance_m"\n')
+    kit = load_kit(write(tmp_path, text))
+    opts = processor_options(kit)
+    assert set(opts["history"]) == {"p01"} and opts["load_metric"] == "distance_m"
+    assert opts["config"].hop_s == 1.5
+    assert opts["origin"].x_bearing_deg == 30.0

@@ -25,7 +25,12 @@ from fusion_edge.errors import ConfigError
 __all__ = ["LatencyHistogram", "PERCENTILES"]
 
 #: The percentiles every report gives, with their report-key suffix.
-PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p99", 99.0),
+    ("p999", 99.9),
+)
 
 _NS_PER_MS = 1_000_000
 _FLUSH_EVERY = 4096
@@ -53,7 +58,9 @@ class LatencyHistogram:
                 f"significant_digits={significant_digits}: give 1 to 4 (3 is HdrHistogram's usual)"
             )
         if not highest_ms > 0:
-            raise ConfigError(f"highest_ms={highest_ms}: give the largest latency to keep, in ms (> 0)")
+            raise ConfigError(
+                f"highest_ms={highest_ms}: give the largest latency to keep, in ms (> 0)"
+            )
         self.significant_digits = int(significant_digits)
         self.highest_ms = float(highest_ms)
         # Sub-buckets per bucket: the power of two that resolves 2 * 10**digits values.
@@ -67,7 +74,7 @@ class LatencyHistogram:
         # bucketed in vectorized batches of at most _FLUSH_EVERY values, so memory stays bounded.
         self._pending: list[float] = []
         self._count = 0
-        self.saturated = 0
+        self._saturated = 0
         self._min = None  # exact extremes, in ns
         self._max = 0
         self._sum = 0
@@ -110,9 +117,11 @@ class LatencyHistogram:
     def record_many_ms(self, values_ms: Iterable[float]) -> None:
         """Count many latencies in milliseconds at once."""
         self._flush()
-        arr = np.asarray(list(values_ms) if not isinstance(values_ms, np.ndarray) else values_ms, np.float64)
+        arr = np.asarray(
+            list(values_ms) if not isinstance(values_ms, np.ndarray) else values_ms, np.float64
+        )
         for i in range(0, arr.size, _FLUSH_EVERY):
-            self._add(arr[i:i + _FLUSH_EVERY] * _NS_PER_MS)
+            self._add(arr[i : i + _FLUSH_EVERY] * _NS_PER_MS)
 
     def _flush(self) -> None:
         if self._pending:
@@ -125,12 +134,14 @@ class LatencyHistogram:
         v = np.floor(np.maximum(values_ns, 0.0)).astype(np.int64)
         over = v > self._highest
         if over.any():
-            self.saturated += int(over.sum())
+            self._saturated += int(over.sum())
             v[over] = self._highest
         # bit_length of each value: frexp's exponent (exact below 2**53).
         bits = np.frexp(v.astype(np.float64))[1].astype(np.int64)
         shift = np.maximum(bits - self._sub_bits, 0)
-        idx = np.where(v < self._sub_count, v, (shift + 1) * self._half + ((v >> shift) - self._half))
+        idx = np.where(
+            v < self._sub_count, v, (shift + 1) * self._half + ((v >> shift) - self._half)
+        )
         self._counts += np.bincount(idx, minlength=self._counts.size)
         self._count += int(v.size)
         self._sum += int(v.sum())
@@ -153,7 +164,7 @@ class LatencyHistogram:
         other._flush()
         self._counts += other._counts
         self._count += other._count
-        self.saturated += other.saturated
+        self._saturated += other._saturated
         self._sum += other._sum
         if other._min is not None and (self._min is None or other._min < self._min):
             self._min = other._min
@@ -161,6 +172,12 @@ class LatencyHistogram:
         return self
 
     # ------------------------------------------------------------------ reading
+
+    @property
+    def saturated(self) -> int:
+        """Values above ``highest_ms`` (counted at ``highest_ms``)."""
+        self._flush()
+        return self._saturated
 
     @property
     def count(self) -> int:
@@ -204,7 +221,12 @@ class LatencyHistogram:
 
     def percentiles_ms(self, qs: Iterable[float]) -> list[float]:
         """Several percentiles (0-100) at once, ms; zeros when empty."""
-        qs = list(qs)
+        qs = [float(q) for q in qs]
+        bad = [q for q in qs if not 0.0 <= q <= 100.0]
+        if bad:
+            raise ConfigError(
+                f"percentile {bad[0]} is outside 0-100; give percentiles as 0-100 (99.9, not 0.999)"
+            )
         self._flush()
         if self._count == 0:
             return [0.0 for _ in qs]
@@ -213,8 +235,6 @@ class LatencyHistogram:
         cum = np.cumsum(counts[nz])
         out = []
         for q in qs:
-            if not 0.0 <= q <= 100.0:
-                raise ConfigError(f"percentile {q} is outside 0-100")
             rank = q / 100.0 * (self._count - 1)
             k = int(math.floor(rank))
             frac = rank - k
@@ -230,7 +250,9 @@ class LatencyHistogram:
     def summary(self) -> dict[str, float | int]:
         """``p50_ms``, ``p90_ms``, ``p99_ms``, ``p999_ms``, ``max_ms``, ``mean_ms``, ``count``."""
         values = self.percentiles_ms(q for _, q in PERCENTILES)
-        out: dict[str, float | int] = {f"{name}_ms": round(v, 4) for (name, _), v in zip(PERCENTILES, values)}
+        out: dict[str, float | int] = {
+            f"{name}_ms": round(v, 4) for (name, _), v in zip(PERCENTILES, values, strict=True)
+        }
         out["max_ms"] = round(self.max_ms, 4)
         out["mean_ms"] = round(self.mean_ms, 4)
         out["count"] = int(self._count)
@@ -254,7 +276,7 @@ class LatencyHistogram:
             "significant_digits": self.significant_digits,
             "highest_ms": self.highest_ms,
             "count": int(self._count),
-            "saturated": int(self.saturated),
+            "saturated": int(self._saturated),
             "min_ns": int(self._min or 0),
             "max_ns": int(self._max),
             "sum_ns": int(self._sum),
@@ -268,7 +290,7 @@ class LatencyHistogram:
         for i, c in doc["counters"]:
             h._counts[int(i)] = int(c)
         h._count = int(doc["count"])
-        h.saturated = int(doc.get("saturated", 0))
+        h._saturated = int(doc.get("saturated", 0))
         h._min = int(doc["min_ns"]) if h._count else None
         h._max = int(doc["max_ns"])
         h._sum = int(doc["sum_ns"])

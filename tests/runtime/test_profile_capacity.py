@@ -1,0 +1,96 @@
+"""Capacity search: the gallop/bisect logic on a known box, and one real paced probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import fusion_edge.runtime.profile.capacity as capacity
+from fusion_edge.errors import ConfigError
+from fusion_edge.runtime.bundle_model import BundleModel
+from fusion_edge.runtime.profile.capacity import (
+    CapacityConfig,
+    CapacityPoint,
+    probe,
+    search_capacity,
+)
+from fusion_edge.runtime.profile.streams import generate_stream
+
+
+class _Chain:
+    name = "fake"
+
+    class active:  # noqa: N801  (mirrors BackendChain.active)
+        precision = "int8"
+
+
+class _FakeModel:
+    chain = _Chain()
+    manifest = {
+        "inputs": [
+            {"name": "imu", "sample_rate_hz": 40.0, "window_samples": 240, "hop_seconds": 3.0},
+            {"name": "position", "sample_rate_hz": 10.0, "window_samples": 60, "hop_seconds": 3.0},
+        ],
+        "preprocessing": {},
+    }
+
+
+@pytest.mark.parametrize("true_capacity,start", [(37, 16), (300, 16), (5, 16), (16, 16)])
+def test_search_brackets_the_true_capacity(monkeypatch, true_capacity: int, start: int) -> None:
+    tried: list[int] = []
+
+    def fake_probe(stream, model, *, deadline_ms, warmup_s, hop_s=None):
+        n = stream.players
+        tried.append(n)
+        ok = n <= true_capacity
+        return CapacityPoint(
+            n, ok, "" if ok else "p99 over", 5, 10.0 * n, 12.0 * n, 15.0 * n, 16.0 * n, 0.0, 50.0
+        )
+
+    class _Stream:
+        def __init__(self, n: int) -> None:
+            self.players = n
+
+        def only_players(self, n: int):
+            return _Stream(n)
+
+    monkeypatch.setattr(capacity, "probe", fake_probe)
+    monkeypatch.setattr(capacity, "generate_stream", lambda *a, players, **k: _Stream(players))
+    monkeypatch.setattr(
+        capacity,
+        "window_config_from_manifest",
+        lambda m, hop: type("W", (), {"hop_s": 3.0})(),
+        raising=False,
+    )
+    cfg = CapacityConfig(start=start, max_players=256, resolution=4)
+    r = search_capacity(cfg, _FakeModel())
+    expected = min(true_capacity, 256)
+    assert expected - 4 <= r.max_players <= expected
+    assert r.capped == (true_capacity >= 256)
+    assert r.deadline_ms == 3000.0
+    assert len(tried) == len(set(tried)) <= 12  # every count probed once, a handful of probes
+    doc = r.to_json()
+    assert [p["players"] for p in doc["points"]] == sorted(tried)
+
+
+def test_bad_search_configs_are_refused() -> None:
+    with pytest.raises(ConfigError, match="between 1 and max_players"):
+        CapacityConfig(start=0)
+    with pytest.raises(ConfigError, match="seconds > 0"):
+        CapacityConfig(seconds=0)
+
+
+def test_real_paced_probe_sustains_two_players(kit_bundle: Path) -> None:
+    model = BundleModel(kit_bundle, preference=["onnxruntime-cpu"])
+    try:
+        stream = generate_stream("5v5", players=2, seconds=9.0, seed=4)
+        point = probe(stream, model, deadline_ms=1000.0, warmup_s=6.2, hop_s=1.0)
+    finally:
+        model.close()
+    assert point.sustained, point.reason
+    assert point.players == 2 and point.hops >= 1
+    assert 0.0 < point.p50_ms < 1000.0
+    assert {"decoding", "dsp", "inference"} <= set(point.stages)
+    # Paced: records are handed over on time, so the box's input backlog stays small.
+    assert point.max_lag_ms < 1000.0
