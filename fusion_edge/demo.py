@@ -1,8 +1,9 @@
 """`make demo`: the main job on built-in defaults, end to end, in a few minutes on a laptop.
 
-Today: simulate a small 5v5 dataset, train the edge model, evaluate it on held-out players,
-export it to a verified bundle (FP32, FP16, INT8) and print a summary. Each step is the same
-library call the CLI makes.
+Simulate a small 5v5 dataset, train the edge model, evaluate it on held-out players, export it
+to a verified bundle (FP32, FP16, INT8), run a field session in which simulated players stream
+over BLE (bumble pods behind bleak) and serial (pty receivers) into the box and get feedback,
+then profile the recorded session per stage. Each step is what the CLI does.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--latency-runs", type=int, default=10, help="timed runs per export latency figure"
     )
+    parser.add_argument("--players", type=int, default=10, help="players in the field session")
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the field session")
     args = parser.parse_args(argv)
 
     from fusion_edge.cli.toolkit_commands import print_metrics
@@ -70,7 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     bundle = export_step(run, data, bundle, latency_runs=args.latency_runs)
     timings["export"] = time.perf_counter() - t
 
-    # Step 5 (a field session on the kit) goes here: it runs `bundle`, which is verified.
+    console.print(Rule(f"5. field session: {args.players} simulated players over BLE and serial, {args.seconds:.0f} s"))
+    t = time.perf_counter()
+    field = out / "field"
+    _cli(["run", "--simulate", "5v5", "--bundle", str(bundle), "--players", str(args.players),
+          "--seconds", str(args.seconds), "--backend", "onnxruntime-cpu", "--events", str(field / "events.jsonl"),
+          "--stats", str(field / "stats.json"), "--record", str(field / "session.sqlite")])
+    timings["field session"] = time.perf_counter() - t
+
+    console.print(Rule("6. profile: the recorded session replayed as fast as possible, per stage"))
+    t = time.perf_counter()
+    _cli(["profile", "--bundle", str(bundle), "--session", str(field / "session.sqlite"), "--mode", "offline",
+          "--backend", "onnxruntime-cpu", "--out", str(out / "profile"), "--no-plots"])
+    timings["profile"] = time.perf_counter() - t
 
     table = Table(title="demo summary")
     table.add_column("step")
@@ -82,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         "evaluate", f"{timings['evaluate']:.1f}", f"{out / 'metrics.json'}, {out / 'plots'}"
     )
     table.add_row("export", f"{timings['export']:.1f}", f"{bundle} (report.md inside)")
+    table.add_row("field session", f"{timings['field session']:.1f}", f"{field} (events, stats, recording)")
+    table.add_row("profile", f"{timings['profile']:.1f}", f"{out / 'profile'} (report.json, report.md)")
     console.print(table)
     return 0
 
@@ -115,6 +132,20 @@ def export_step(run: Path, data: Path, out: Path, *, latency_runs: int = 10) -> 
     print_export_result(result, config.squad_size)
     verify_bundle(result.bundle)
     return result.bundle
+
+
+
+
+def _cli(argv: list[str]) -> None:
+    """Run one `fusion-edge` command in this process, exactly as a user would type it."""
+    from fusion_edge.cli.app import app
+
+    console.print(f"[dim]$ fusion-edge {' '.join(argv)}[/]")
+    try:
+        app(argv, standalone_mode=False)
+    except SystemExit as exc:  # typer.Exit from a command
+        if exc.code not in (0, None):
+            raise
 
 
 if __name__ == "__main__":

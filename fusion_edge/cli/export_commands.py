@@ -81,8 +81,9 @@ def export_command(
         3, "--fine-tune-epochs", help="Recovery epochs after pruning."
     ),
     fine_tune_lr: float = typer.Option(
-        2e-4, "--fine-tune-lr", help="Learning rate of the recovery fine-tune."
+        1e-3, "--fine-tune-lr", help="Learning rate of the recovery fine-tune."
     ),
+    hop: float = typer.Option(1.0, "--hop", help="Seconds between two scorings of a player on the box."),
     latency_runs: int = typer.Option(30, "--latency-runs", help="Timed runs per latency figure."),
     int8_format: str = typer.Option(
         "qoperator", "--int8-format", help="CPU INT8 graph: qoperator (smallest) or qdq."
@@ -103,6 +104,7 @@ def export_command(
             escalation_threshold=threshold,
             fine_tune_epochs=fine_tune_epochs,
             fine_tune_lr=fine_tune_lr,
+            hop_seconds=hop,
             latency_runs=latency_runs,
             int8_format=int8_format,
             seed=seed,

@@ -19,7 +19,7 @@ from fusion_edge.toolkit.model import ModelConfig
 __all__ = ["build_manifest", "onnx_metadata", "write_report"]
 
 
-def _inputs(info: RunInfo) -> list[dict[str, Any]]:
+def _inputs(info: RunInfo, hop_seconds: float) -> list[dict[str, Any]]:
     return [
         {
             "name": m.name,
@@ -27,7 +27,7 @@ def _inputs(info: RunInfo) -> list[dict[str, Any]]:
             "units": list(m.units),
             "sample_rate_hz": m.sample_rate_hz,
             "window_samples": m.window_samples,
-            "hop_seconds": info.dataset.hop_seconds,
+            "hop_seconds": float(hop_seconds),
             "dtype": "float32",
             "layout": "[batch, channels, samples]",
         }
@@ -59,7 +59,7 @@ def onnx_metadata(
         "version": __version__,
         "model_config": config.to_json(),
         "tasks": _tasks(info, config),
-        "inputs": _inputs(info),
+        "inputs": _inputs(info, float(export_config.get("hop_seconds", 1.0))),
         "normalization": info.normalization.to_json(),
         "preprocessing": dict(info.dataset.preprocessing),
         "export_config": dict(export_config),
@@ -71,6 +71,7 @@ def build_manifest(
     config: ModelConfig,
     *,
     export_config: Mapping[str, Any],
+    hop_seconds: float = 1.0,
     fallback_variant: str,
     fallback_file: str,
     escalation_threshold: float,
@@ -83,7 +84,7 @@ def build_manifest(
         "fusion_edge_version": __version__,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source_run": str(info.path),
-        "inputs": _inputs(info),
+        "inputs": _inputs(info, hop_seconds),
         "preprocessing": dict(info.dataset.preprocessing),
         "normalization": info.normalization.to_json(),
         "tasks": _tasks(info, config),
