@@ -72,8 +72,9 @@ def faulty(model: BundleModel) -> OfflineKit:
 def test_clean_player_is_scored_at_every_hop(faulty: OfflineKit) -> None:
     evs = faulty.events_of(3)
     ends = [e.window_end_ns for e in evs]
+    hop_ns = int(round(faulty.processor.model.manifest["inputs"][0]["hop_seconds"] * 1e9))
     assert len(evs) >= 6 and all(e.status is EventStatus.SCORED for e in evs)
-    assert all(b - a == 3_000_000_000 for a, b in zip(ends, ends[1:], strict=False))
+    assert all(b - a == hop_ns for a, b in zip(ends, ends[1:], strict=False))
 
 
 def test_pod_disconnect_is_reported_counted_and_recovers(faulty: OfflineKit) -> None:
@@ -173,7 +174,10 @@ def test_backend_crash_or_hang_falls_through(kit_bundle: Path, hang_s: float | N
     kit.run(13.0)
     kit.finish()
     evs = kit.processor.events
-    assert len({e.window_end_ns for e in evs}) == 3  # 6.2, 9.2, 12.2 s: no hop lost
+    hop = m.manifest["inputs"][0]["hop_seconds"]
+    hops = int(round((12.2 - 6.2) / hop)) + 1  # windows end at 6.2 s ... 12.2 s
+    assert len({e.window_end_ns for e in evs}) == hops  # no hop lost
+    assert len(evs) == 3 * hops
     assert all(e.status is EventStatus.SCORED for e in evs)
     assert [e.backend for e in evs[:3]] == ["onnxruntime-cpu/int8"] * 3
     assert {e.backend for e in evs[3:]} == {"onnxruntime-cpu/fp32"}
