@@ -203,3 +203,28 @@ def clock(
             f"{alignment.alignment_error_ns() / 1e6:.3f} ms (offset includes the smallest "
             "transport delay seen)"
         )
+
+
+@calibrate_app.command("quant-set")
+def quant_set(
+    run: Path = typer.Argument(..., help="Training run folder."),
+    data: Path = typer.Option(..., "--data", help="The dataset the run was trained on."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the .npz."),
+    windows: int = typer.Option(256, "--windows", help="How many windows to choose."),
+    seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+) -> None:
+    """Write the INT8 calibration windows of a run as an .npz (no pickle) for other tools.
+
+    The same stratified, normalized sample `fusion-edge export` calibrates with.
+    """
+    from fusion_edge.export.pipeline import ExportConfig, calibration_set
+    from fusion_edge.toolkit.checkpoint import read_run_info
+    from fusion_edge.toolkit.dataset import Dataset
+
+    with cli_errors():
+        info = read_run_info(run)
+        ds = Dataset.open(data)
+        cset = calibration_set(info, ds, ExportConfig(calibration_windows=windows, seed=seed))
+        path = cset.save(out)
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in cset.inputs.items())
+    console.print(f"wrote {len(cset)} calibration windows ({shapes}) to [bold]{path}[/]")

@@ -181,7 +181,9 @@ def _held_out(info: RunInfo, ds: Dataset, idx: np.ndarray, split: str) -> HeldOu
     )
 
 
-def _calibration(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> CalibrationSet:
+def calibration_set(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> CalibrationSet:
+    """The INT8 calibration windows of a run: a stratified sample of its training players'
+    windows, normalized as the bundle will normalize them."""
     pool = info.split.indices(ds.player.astype(str), "train")
     if pool.size == 0:
         raise CalibrationError(
@@ -234,7 +236,7 @@ def export(
     held = _held_out(info, ds, test_idx, split)
     val_idx = info.split.indices(ds.player.astype(str), "val")
     tune = _held_out(info, ds, val_idx, "val") if val_idx.size else held
-    calib = _calibration(info, ds, config) if "int8" in config.precisions else None
+    calib = calibration_set(info, ds, config) if "int8" in config.precisions else None
     batches = sorted({1, int(config.squad_size)})
     runs = int(config.latency_runs)
     spec = ds.spec

@@ -1,0 +1,36 @@
+"""`fusion-edge calibrate quant-set` writes the export's INT8 calibration windows as an .npz."""
+
+from __future__ import annotations
+
+import numpy as np
+from typer.testing import CliRunner
+
+from fusion_edge.cli.app import app
+
+
+def test_quant_set_writes_a_stratified_normalized_npz_without_pickle(trained_run, tmp_path):
+    out = tmp_path / "calib.npz"
+    res = CliRunner().invoke(
+        app, ["calibrate", "quant-set", str(trained_run.path), "--data", str(trained_run.data),
+              "--out", str(out), "--windows", "48"],
+    )
+    assert res.exit_code == 0, res.output
+    with np.load(out, allow_pickle=False) as z:
+        keys = set(z.files)
+        imu = next(z[k] for k in keys if "imu" in k)
+    assert imu.ndim == 3 and imu.shape[0] == 48 and imu.dtype == np.float32
+    # normalized with the run's training statistics: per-channel means near 0
+    assert np.abs(imu.mean(axis=(0, 2))).max() < 1.5
+
+
+def test_quant_set_refuses_a_dataset_without_the_runs_training_players(trained_run, tmp_path):
+    from fusion_edge.scenarios import get_scenario
+    from fusion_edge.toolkit.scenario_dataset import simulate_dataset
+
+    other = tmp_path / "other"
+    simulate_dataset([get_scenario("rondo")], other, seed=99, duration_s=30.0)
+    res = CliRunner().invoke(
+        app, ["calibrate", "quant-set", str(trained_run.path), "--data", str(other), "--out", str(tmp_path / "x.npz")],
+    )
+    assert res.exit_code == 2
+    assert "training players" in res.output
