@@ -125,3 +125,70 @@ def run_guided_over_ble(
             "that the Bluetooth adapter is present and on (bluetoothd running) and the pod is in "
             "range, or record the procedure to a CSV and use --recording FILE.csv"
         ) from exc
+
+
+async def listen_clocks(
+    *,
+    addresses: list[str] | None = None,
+    simulate: int | None = None,
+    seconds: float = 30.0,
+    drift_ppm: float = 50.0,
+    seed: int = 0,
+    on_progress: Callable[[str], None] | None = None,
+) -> Any:
+    """Listen to pods over BLE and fit each device clock to the host clock.
+
+    Args:
+        addresses: the kit's pods (the platform's BLE adapter); or
+        simulate: that many simulated pods (bumble, behind bleak) whose clocks drift by up to
+            ``drift_ppm`` and start at random offsets.
+        seconds: how long to listen (the fit needs tens of seconds to see drift).
+
+    Returns:
+        The :class:`~fusion_edge.calibration.clock.ClockAlignment` after listening.
+    """
+    from fusion_edge.calibration.clock import ClockAlignment
+    from fusion_edge.firmware_bridge.ble import BleTransport
+
+    if (addresses is None) == (simulate is None):
+        raise CalibrationError("listen to either the kit's pods or simulated ones, not both or neither")
+    if seconds <= 0:
+        raise CalibrationError(f"--seconds must be positive, got {seconds}")
+    say = on_progress or (lambda _m: None)
+    alignment = ClockAlignment()
+
+    def on_block(block: Any) -> None:
+        alignment.observe(block.pod_id, block.t0_us, block.host_time_ns, block.boot_id)
+
+    if simulate is not None:
+        from fusion_edge.firmware_bridge.backends.bumble_backend import SimulatedPodField
+        from fusion_edge.firmware_bridge.sim_pod import PodClock, SimulatedPod, SineSampleSource
+
+        rng = np.random.default_rng(seed)
+        pods = [
+            SimulatedPod(
+                f"F0:C1:0C:00:00:{i:02X}", SineSampleSource(100.0),
+                clock=PodClock(offset_us=int(rng.integers(0, 10**9)),
+                               drift_ppm=float(rng.uniform(-drift_ppm, drift_ppm))),
+                seed=seed + i,
+            )
+            for i in range(int(simulate))
+        ]
+        field = SimulatedPodField(pods)
+        async with field:
+            transport = BleTransport([p.address for p in pods], backend=field.backend, sink=on_block)
+            async with transport:
+                say(f"listening to {simulate} simulated pods for {seconds:.0f} s")
+                await asyncio.sleep(seconds)
+        return alignment
+    try:
+        transport = BleTransport(list(addresses or []), sink=on_block)
+        async with transport:
+            say(f"listening to {len(addresses or [])} pods for {seconds:.0f} s")
+            await asyncio.sleep(seconds)
+    except (OSError, FileNotFoundError) as exc:
+        raise TransportError(
+            f"Bluetooth is not available ({exc}): plug in a BLE adapter and check "
+            "'bluetoothctl show', or try 'fusion-edge calibrate clock --simulate 4'"
+        ) from None
+    return alignment

@@ -164,19 +164,47 @@ def imu(
 @calibrate_app.command("clock")
 def clock(
     recording: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--recording", help="CSV with columns device,boot_id,device_time_us,host_time_ns."
         ),
-    ],
+    ] = None,
+    kit: Annotated[
+        Path | None, typer.Option("--kit", help="Listen to the kit's pods (kit file) live.")
+    ] = None,
+    simulate: Annotated[
+        int | None,
+        typer.Option("--simulate", help="Listen to N simulated pods (drifting clocks) live."),
+    ] = None,
+    seconds: Annotated[float, typer.Option("--seconds", help="How long to listen live.")] = 30.0,
 ) -> None:
     """Report each device's clock offset and drift against the host clock.
 
-    Only recordings for now: a live variant (reading the kit's streams) will follow.
+    From a recording (``--recording``), or live from every connected pod: the kit's
+    (``--kit``) or simulated ones (``--simulate N``), over the real BLE transport.
     """
+    chosen = [x is not None for x in (recording, kit, simulate)]
+    if sum(chosen) != 1:
+        console.print("[red]error:[/] give one of --recording FILE.csv, --kit KIT.toml or --simulate N")
+        raise typer.Exit(2)
     with cli_errors():
-        alignment = fit_clock_observations(read_clock_csv(recording))
-        table = Table(title=f"Clock alignment ({recording.name})")
+        if recording is not None:
+            alignment = fit_clock_observations(read_clock_csv(recording))
+            title = f"Clock alignment ({recording.name})"
+        else:
+            import asyncio
+
+            from fusion_edge.calibration.live import listen_clocks
+
+            addresses = None
+            if kit is not None:
+                from fusion_edge.runtime.kit import load_kit
+
+                addresses = [p.pod for p in load_kit(kit).players if p.pod]
+            alignment = asyncio.run(listen_clocks(addresses=addresses, simulate=simulate,
+                                                  seconds=seconds, on_progress=console.print))
+            title = f"Clock alignment (live, {seconds:.0f} s)"
+        table = Table(title=title)
         for col in (
             "device",
             "boot",
@@ -189,7 +217,7 @@ def clock(
             table.add_column(col, justify="left" if col == "device" else "right")
         for est in alignment.estimates():
             table.add_row(
-                est.device,
+                str(est.device),
                 str(est.boot_id),
                 str(est.observations),
                 f"{est.span_s:.1f}",
