@@ -47,11 +47,17 @@ def main() -> int:
     parser.add_argument("--skip-ablation", action="store_true")
     parser.add_argument("--device", action="append", default=None, help="devices to time (default: cpu, and cuda if present)")
     parser.add_argument("--out", default="benchmarks/results/foundation.json")
+    parser.add_argument("--scenario", action="append", default=None, help="scenarios (default: 5v5)")
+    parser.add_argument("--sessions", type=int, default=4, help="sessions per scenario")
+    parser.add_argument("--minutes", type=float, default=5.0, help="minutes per session")
     args = parser.parse_args()
     epochs = 5 if args.quick else args.epochs
 
     t = time.perf_counter()
-    summary = simulate_dataset([get_scenario("5v5")], args.data, seed=1, duration_s=300, sessions=4, overwrite=True)
+    names = args.scenario or ["5v5"]
+    summary = simulate_dataset([get_scenario(n) for n in names], args.data, seed=1,
+                               duration_s=args.minutes * 60, sessions=args.sessions, overwrite=True)
+    summary["scenarios"] = names
     sim_s = time.perf_counter() - t
     ds = Dataset.open(args.data)
     result: dict = {

@@ -37,9 +37,9 @@ __all__ = [
 class BackendKind(str, Enum):
     """Backends by the name a kit file uses for them."""
 
-    ORT_CPU = "onnxruntime-cpu"
-    ORT_CUDA = "onnxruntime-cuda"
-    ORT_TENSORRT = "onnxruntime-tensorrt"
+    ONNXRUNTIME_CPU = "onnxruntime-cpu"
+    ONNXRUNTIME_CUDA = "onnxruntime-cuda"
+    ONNXRUNTIME_TENSORRT = "onnxruntime-tensorrt"
     TENSORRT = "tensorrt"
     TORCH_CUDA = "torch-cuda"
     TORCH_CPU = "torch-cpu"
@@ -59,9 +59,9 @@ class InferenceBackend(Protocol):
 
 
 _PROVIDERS = {
-    BackendKind.ORT_CPU: ["CPUExecutionProvider"],
-    BackendKind.ORT_CUDA: ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    BackendKind.ORT_TENSORRT: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+    BackendKind.ONNXRUNTIME_CPU: ["CPUExecutionProvider"],
+    BackendKind.ONNXRUNTIME_CUDA: ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    BackendKind.ONNXRUNTIME_TENSORRT: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 
 
@@ -72,7 +72,7 @@ class OnnxRuntimeBackend:
         self,
         path: str | Path,
         *,
-        kind: BackendKind = BackendKind.ORT_CPU,
+        kind: BackendKind = BackendKind.ONNXRUNTIME_CPU,
         precision: str = "fp32",
         threads: int = 1,
     ) -> None:

@@ -46,9 +46,9 @@ def backend_specs(manifest: Mapping[str, Any], root: Path, preference: Sequence[
                 f"unknown backend '{name}' in the preference list; choose from "
                 f"{[k.value for k in BackendKind]}"
             ) from None
-        if kind == BackendKind.ORT_CPU:
+        if kind == BackendKind.ONNXRUNTIME_CPU:
             chosen = [v for v in variants if v.get("target") == "onnxruntime-cpu"] + fp32
-        elif kind in (BackendKind.ORT_CUDA, BackendKind.ORT_TENSORRT):
+        elif kind in (BackendKind.ONNXRUNTIME_CUDA, BackendKind.ONNXRUNTIME_TENSORRT):
             chosen = [v for v in variants if v["precision"] == "fp16"] + fp32
         elif kind == BackendKind.TENSORRT:
             engines = sorted((root / "engines").glob("*.engine")) if (root / "engines").is_dir() else []
@@ -69,8 +69,8 @@ def _full_specs(manifest: Mapping[str, Any], root: Path, preference: Sequence[st
     if manifest.get("model_config") and weights.is_file():
         specs.append(BackendSpec(BackendKind.TORCH_CUDA, weights, "fp32", manifest["model_config"]))
     if "onnxruntime-cuda" in preference:
-        specs.append(BackendSpec(BackendKind.ORT_CUDA, root / fb["file"], "fp32"))
-    specs.append(BackendSpec(BackendKind.ORT_CPU, root / fb["file"], "fp32"))
+        specs.append(BackendSpec(BackendKind.ONNXRUNTIME_CUDA, root / fb["file"], "fp32"))
+    specs.append(BackendSpec(BackendKind.ONNXRUNTIME_CPU, root / fb["file"], "fp32"))
     return specs
 
 

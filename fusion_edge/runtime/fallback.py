@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fusion_edge.errors import BackendError, FusionEdgeError
-from fusion_edge.runtime.backends import BackendSpec, InferenceBackend, open_backend, run_with_timeout
+from fusion_edge.runtime.backends import (
+    BackendSpec,
+    InferenceBackend,
+    open_backend,
+    run_with_timeout,
+)
+from fusion_edge.runtime.events import softmax
 
 __all__ = ["BackendChain", "ChainCounters", "Switch", "Escalator", "softmax"]
 
@@ -160,13 +166,6 @@ class BackendChain:
         if self._active is not None:
             self._active.close()
             self._active = None
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax."""
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class Escalator:

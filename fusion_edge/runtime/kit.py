@@ -16,11 +16,11 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from fusion_edge.errors import ConfigError, MissingDependencyError
+from fusion_edge.runtime.backends import BackendKind
 
 __all__ = [
     "BackendName",
@@ -49,15 +49,8 @@ _BAUDS = (4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
-class BackendName(str, Enum):
-    """Inference backends a kit may ask for, fastest first in a typical preference list."""
-
-    TENSORRT = "tensorrt"
-    ONNXRUNTIME_TENSORRT = "onnxruntime-tensorrt"
-    ONNXRUNTIME_CUDA = "onnxruntime-cuda"
-    ONNXRUNTIME_CPU = "onnxruntime-cpu"
-    TORCH_CUDA = "torch-cuda"
-    TORCH_CPU = "torch-cpu"
+# The backend names a kit may ask for are the runtime's own (one list, one place).
+BackendName = BackendKind
 
 
 class KitError(ConfigError):

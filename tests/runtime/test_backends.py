@@ -34,7 +34,7 @@ def _model(path):
 
 
 def test_onnxruntime_cpu_runs_batch_of_any_size(tmp_path):
-    be = open_backend(BackendSpec(BackendKind.ORT_CPU, _model(tmp_path / "m.onnx"), "fp32"))
+    be = open_backend(BackendSpec(BackendKind.ONNXRUNTIME_CPU, _model(tmp_path / "m.onnx"), "fp32"))
     for n in (1, 22):
         x = np.random.default_rng(0).normal(size=(n, 3, 8)).astype(np.float32)
         out = be.run({"imu": x})
@@ -50,7 +50,7 @@ def test_missing_provider_is_a_clear_error(tmp_path):
     if "TensorrtExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has the TensorRT provider")
     with pytest.raises(BackendError, match="onnxruntime-tensorrt: onnxruntime here has no TensorrtExecutionProvider"):
-        OnnxRuntimeBackend(_model(tmp_path / "m.onnx"), kind=BackendKind.ORT_TENSORRT)
+        OnnxRuntimeBackend(_model(tmp_path / "m.onnx"), kind=BackendKind.ONNXRUNTIME_TENSORRT)
 
 
 def test_corrupt_model_file_is_a_load_error(tmp_path):

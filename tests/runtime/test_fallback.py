@@ -41,7 +41,7 @@ class FakeBackend:
 
 
 def _specs(*names: str) -> list[BackendSpec]:
-    return [BackendSpec(BackendKind.ORT_CPU, Path(n), "fp32") for n in names]
+    return [BackendSpec(BackendKind.ONNXRUNTIME_CPU, Path(n), "fp32") for n in names]
 
 
 def _chain(backends: dict[str, FakeBackend | Exception], **kw) -> BackendChain:

@@ -156,7 +156,7 @@ def _chain_with_flaky_first(kit_bundle: Path, hang_s: float | None) -> BundleMod
 
     m = BundleModel(kit_bundle, preference=["onnxruntime-cpu"], escalation=False)
     int8 = m.chain.active_spec
-    fp32 = BackendSpec(BackendKind.ORT_CPU, kit_bundle / "model_fp32.onnx", "fp32")
+    fp32 = BackendSpec(BackendKind.ONNXRUNTIME_CPU, kit_bundle / "model_fp32.onnx", "fp32")
 
     def opener(spec: BackendSpec) -> Any:
         b = open_backend(spec)
