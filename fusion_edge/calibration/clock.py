@@ -346,6 +346,10 @@ class ClockAlignment:
         """Add one packet of ``device``."""
         self.mapper(device).observe(device_time_us, host_time_ns, boot_id)
 
+    def reset(self, device: Hashable) -> None:
+        """Forget ``device``'s mapping: its clock stepped and the next packet starts a new fit."""
+        self._mappers.pop(device, None)
+
     def observe_utc(self, receiver: Hashable, utc: datetime, host_time_ns: int) -> None:
         """Add one GNSS fix: its UTC time and the host time its sentence arrived."""
         self.mapper(receiver).observe(utc_to_us(utc), host_time_ns, 0)

@@ -286,7 +286,7 @@ class FieldProcessor:
             # The stream pipeline keeps host times increasing across the step.
             self.stats.clock_resets += 1
             log.warning("pod %s: %s; restarting its clock mapping", pod, exc)
-            self.clock._mappers.pop(pod, None)  # noqa: SLF001 - ClockAlignment has no reset
+            self.clock.reset(pod)
             self.clock.observe(pod, block.t0_us, block.host_time_ns, block.boot_id)
         if p.setup.calibration is not None:
             block = _calibrated(block, p.setup.calibration)
