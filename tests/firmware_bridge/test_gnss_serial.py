@@ -127,7 +127,9 @@ def test_unplug_and_come_back(tmp_path: Path) -> None:
         assert transport.wait_connected(2.0)
         readings += collect(transport, 0.5)
         counters = transport.counters
-    assert not [r for r in readings if unplugged_ns < r.host_time_ns < replugged_ns]
+    # A sentence already written when the port vanished may still be read just after: allow
+    # 100 ms for it, then nothing may arrive while the port is missing.
+    assert not [r for r in readings if unplugged_ns + 100_000_000 < r.host_time_ns < replugged_ns]
     before = fixes([r for r in readings if r.host_time_ns < unplugged_ns], MessageKind.GGA)
     after = fixes([r for r in readings if r.host_time_ns > replugged_ns], MessageKind.GGA)
     assert len(before) >= 2 and len(after) >= 3
