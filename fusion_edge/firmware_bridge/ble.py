@@ -130,6 +130,9 @@ class BleTransport:
         seed: Seed for the backoff jitter, so runs are reproducible.
         raw_sink: Called with ``(address, packet bytes, host receive ns)`` for every notification
             before it is decoded (session recording keeps the raw bytes, good or bad).
+        decode: Decode notifications into sample blocks for ``sink``. A consumer that decodes
+            the raw bytes itself (the field kit does, so that replay is exact) turns this off
+            instead of paying for every packet twice.
 
     Use it as ``async with BleTransport([...]) as transport:``: entering connects every pod on
     the allow-list and starts streaming; leaving stops notifications, sends STOP and disconnects.
@@ -151,7 +154,10 @@ class BleTransport:
         clock: Callable[[], int] = time.monotonic_ns,
         seed: int = 0,
         raw_sink: Callable[[str, bytes, int], None] | None = None,
+        decode: bool = True,
     ) -> None:
+        if not decode and raw_sink is None:
+            raise ValueError("decode=False needs a raw_sink: otherwise nothing receives the packets")
         addresses = [normalize_address(a) for a in allow_list]
         if not addresses:
             raise TransportError(
@@ -180,6 +186,7 @@ class BleTransport:
         self._command_timeout = command_timeout
         self._clock = clock
         self._raw_sink = raw_sink
+        self._decode = decode
         self._rng = random.Random(seed)
         self._connect_lock = asyncio.Lock()
         self._closed = False
@@ -449,6 +456,8 @@ class BleTransport:
         packet = bytes(data)
         if self._raw_sink is not None:
             self._raw_sink(link.address, packet, host_time_ns)
+            if not self._decode:
+                return
         try:
             blocks = link.reader.feed(packet, host_time_ns)
         except FusionEdgeError as exc:

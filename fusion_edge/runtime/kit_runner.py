@@ -135,7 +135,7 @@ async def run_kit(
     try:
         for t in transports:
             t.start()
-        ble = BleTransport([s.pod for s in setups], sink=lambda _b: None, raw_sink=processor.on_pod_packet)
+        ble = BleTransport([s.pod for s in setups], sink=lambda _b: None, raw_sink=processor.on_pod_packet, decode=False)
         say(f"connecting {len(setups)} pods and {len(ports)} GNSS port(s)")
         try:
             async with ble:

@@ -265,7 +265,7 @@ async def run_simulated_kit(
         async with field_:
             transport = BleTransport(
                 addresses, backend=field_.backend, sink=lambda _block: None,
-                raw_sink=processor.on_pod_packet, connect_timeout=30.0,
+                raw_sink=processor.on_pod_packet, decode=False, connect_timeout=30.0,
             )
             say(f"connecting {n} pods over BLE (bumble) and {len(ports)} GNSS ports (pty)")
             async with transport:

@@ -130,6 +130,30 @@ def test_gaps_duplicates_and_corruption_reach_the_counters() -> None:
     asyncio.run(main())
 
 
+def test_raw_sink_sees_every_notification_and_decode_can_be_left_to_it() -> None:
+    corrupt = bytearray(packet(2))
+    corrupt[30] ^= 0xFF
+    script = [packet(0), packet(1), bytes(corrupt), packet(3)]
+
+    async def main() -> None:
+        field = ReplayField([ReplayPod.from_packets(POD_A, script)])
+        raw: list[tuple[str, bytes, int]] = []
+        blocks: list[SampleBlock] = []
+        async with transport(
+            field, [POD_A], sink=blocks.append, raw_sink=lambda a, d, t: raw.append((a, d, t)),
+            decode=False,
+        ):
+            await wait_until(lambda: field.done(POD_A))
+            await asyncio.sleep(0.02)
+        assert [d for _, d, _ in raw] == script  # good or bad, every packet, as received
+        assert {a for a, _, _ in raw} == {POD_A} and all(t > 0 for _, _, t in raw)
+        assert blocks == []  # nothing decoded twice
+
+    asyncio.run(main())
+    with pytest.raises(ValueError, match="decode=False needs a raw_sink"):
+        BleTransport([POD_A], decode=False)
+
+
 def test_reconnect_with_backoff_after_a_drop() -> None:
     script = [packet(s) for s in range(4)] + [None] + [packet(s) for s in range(6, 10)]
 
