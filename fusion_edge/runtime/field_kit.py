@@ -34,10 +34,20 @@ from fusion_edge.firmware_bridge.gnss_reader import BadFramePolicy, GnssStreamRe
 from fusion_edge.firmware_bridge.reader import BadPacketPolicy, PacketReader
 from fusion_edge.firmware_bridge.scenario_fixes import PitchOrigin
 from fusion_edge.runtime.bundle_model import BundleModel
-from fusion_edge.runtime.events import EventStatus, FeedbackEvent, predictions_from_outputs, task_specs
+from fusion_edge.runtime.events import (
+    EventStatus,
+    FeedbackEvent,
+    predictions_from_outputs,
+    task_specs,
+)
 from fusion_edge.runtime.load import PlayerLoadTracker
 from fusion_edge.runtime.risk import DailyLoadHistory, assess_risk
-from fusion_edge.runtime.streaming import GnssStreamConfig, GnssStreamPipeline, ImuStreamConfig, ImuStreamPipeline
+from fusion_edge.runtime.streaming import (
+    GnssStreamConfig,
+    GnssStreamPipeline,
+    ImuStreamConfig,
+    ImuStreamPipeline,
+)
 from fusion_edge.runtime.team_context import POSITION_CHANNELS
 from fusion_edge.runtime.windows import SquadAssembler, WindowConfig
 
@@ -536,3 +546,13 @@ def setups_from_metadata(meta: dict) -> tuple[list[PlayerSetup], PitchOrigin]:
         setups.append(PlayerSetup(d["player_id"], d["pod"], (d["gnss"][0], d["gnss"][1]), int(d["team"]),
                                   float(d["attack_dir"]), cal))
     return setups, PitchOrigin(**meta["origin"])
+
+
+def gnss_feeder(loop: Any, processor: FieldProcessor, port: str) -> Any:
+    """A serial transport's reading callback (its reader thread) that hands the frame bytes to
+    ``processor`` on ``loop``, where pod packets are processed too."""
+
+    def on_reading(reading: Any) -> None:
+        loop.call_soon_threadsafe(processor.on_gnss_bytes, port, reading.raw, reading.host_time_ns)
+
+    return on_reading

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from fusion_edge.runtime.field_kit import (
     FieldProcessor,
     PlayerSetup,
     ProcessorConfig,
+    gnss_feeder,
     session_metadata,
     setups_from_metadata,
 )
@@ -123,13 +124,9 @@ async def run_kit(
     ports = sorted({s.gnss[0] for s in setups})
     bauds = {p.path: p.baud for p in kit.gnss_ports}
 
-    def gnss_cb(port: str) -> Callable[[Any], None]:
-        def cb(reading: Any) -> None:
-            loop.call_soon_threadsafe(processor.on_gnss_bytes, port, reading.raw, reading.host_time_ns)
-        return cb
 
     transports = [
-        SerialGnssTransport(p, SerialGnssConfig(baudrate=bauds.get(p, 115200)), on_reading=gnss_cb(p)) for p in ports
+        SerialGnssTransport(p, SerialGnssConfig(baudrate=bauds.get(p, 115200)), on_reading=gnss_feeder(loop, processor, p)) for p in ports
     ]
     cpu0, t0 = time.process_time(), time.monotonic()
     try:

@@ -16,16 +16,21 @@ import shutil
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from dataclasses import dataclass, field
-
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fusion_edge.errors import ConfigError
 from fusion_edge.runtime.bundle_model import BundleModel
-from fusion_edge.runtime.field_kit import FieldProcessor, PlayerSetup, ProcessorConfig, session_metadata
+from fusion_edge.runtime.field_kit import (
+    FieldProcessor,
+    PlayerSetup,
+    ProcessorConfig,
+    gnss_feeder,
+    session_metadata,
+)
 
 __all__ = [
     "SimulatedKitConfig",
@@ -250,12 +255,8 @@ async def run_simulated_kit(
     processor = FieldProcessor(setups, model, config=processor_config, origin=origin, sinks=sinks, recorder=recorder)
     loop = asyncio.get_running_loop()
 
-    def gnss_cb(port: str) -> Callable[[Any], None]:
-        def cb(reading: Any) -> None:
-            loop.call_soon_threadsafe(processor.on_gnss_bytes, port, reading.raw, reading.host_time_ns)
-        return cb
 
-    transports = [SerialGnssTransport(p, SerialGnssConfig(), on_reading=gnss_cb(p)) for p in ports]
+    transports = [SerialGnssTransport(p, SerialGnssConfig(), on_reading=gnss_feeder(loop, processor, p)) for p in ports]
     field_ = SimulatedPodField(pods)
     cpu0 = time.process_time()
     t0 = time.monotonic()

@@ -1,16 +1,8 @@
 """What ``dataset.json`` says: modalities, tasks, windows and how samples group (the spec half
 of the dataset format; `fusion_edge.toolkit.dataset` reads and writes the shards).
 
-A dataset is a folder::
-
-    <root>/dataset.json               spec + shard list; written last, atomically
-    <root>/shards/shard-00000.npz     input.<modality> [n, C, S] float32, target.<task> [n],
-                                      player [n], session [n] (fixed-width unicode)
-
-``dataset.json`` is the commit marker: a folder without it is an unfinished or failed write and
-`Dataset.open` refuses it. Everything is numpy (`np.savez`, `np.load(allow_pickle=False)`), no
-pickle and no torch, so the box and the converters can use this module too. The full format is
-documented in ``docs/dataset-format.md``.
+The folder layout, the shards and the commit marker are described in `fusion_edge.toolkit.dataset`
+and ``docs/dataset-format.md``. numpy only, no pickle, no torch.
 """
 
 from __future__ import annotations
