@@ -44,6 +44,12 @@ __all__ = [
 ]
 
 INT8_OP_TYPES = ("Conv", "MatMul", "Gemm")
+# In the QOperator format these also run on int8 tensors, between the quantized operators:
+# the ReLU folds into the preceding QLinearConv's output range, max-pool, transpose and concat
+# pass int8 through, and a bias Add becomes QLinearAdd. Without them every convolution block
+# pays a DequantizeLinear/QuantizeLinear pair, and at batch 1 those nodes cost more time than
+# the int8 arithmetic saves.
+INT8_PASS_THROUGH_OP_TYPES = ("Relu", "MaxPool", "Transpose", "Concat", "Add")
 # Node-name prefixes (the exporter names nodes after the module path) of the parts that are
 # candidates for staying float when INT8 costs too much accuracy, cheapest to keep float first.
 EXCLUSION_GROUPS: dict[str, tuple[str, ...]] = {
@@ -179,7 +185,8 @@ def quantize_int8_cpu(
                 quant_format=(
                     q.QuantFormat.QDQ if fmt is Int8Format.QDQ else q.QuantFormat.QOperator
                 ),
-                op_types_to_quantize=list(INT8_OP_TYPES),
+                op_types_to_quantize=list(INT8_OP_TYPES)
+                + (list(INT8_PASS_THROUGH_OP_TYPES) if fmt is Int8Format.QOPERATOR else []),
                 per_channel=per_channel,
                 activation_type=q.QuantType.QUInt8,
                 weight_type=q.QuantType.QInt8,

@@ -121,15 +121,32 @@ class ModalityEncoder(nn.Module):
             k = length // cfg.time_steps
             layers.append(nn.AvgPool1d(k, k))
         self.body = nn.Sequential(*layers)
-        self.project = nn.Linear(c_in, cfg.latent)
+        self.project = PointwiseLinear(c_in, cfg.latent)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, S]`` -> ``[B, T, latent]``."""
-        return torch.relu(self.project(self.body(x).transpose(1, 2)))
+        """``[B, C, S]`` -> ``[B, latent, T]`` (channels first, like the convolutions)."""
+        return torch.relu(self.project(self.body(x)))
+
+
+class PointwiseLinear(nn.Linear):
+    """A linear layer applied at every time step of a channels-first ``[B, C, T]`` sequence.
+
+    The same parameters (and state-dict keys) as ``nn.Linear``, computed as a kernel-1
+    convolution: the exported graph then needs no transpose around it, and onnxruntime fuses
+    it with the ReLU that follows (batch-1 latency on the box is mostly per-node overhead).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, in, T]`` -> ``[B, out, T]``."""
+        return nn.functional.conv1d(x, self.weight.unsqueeze(-1), self.bias)
 
 
 class AdditiveAttention(nn.Module):
-    """``e_t = v^T tanh(W f_t + b)``, ``a = softmax(e)``, ``f* = sum_t a_t f_t``."""
+    """``e_t = v^T tanh(W f_t + b)``, ``a = softmax(e)``, ``f* = sum_t a_t f_t``.
+
+    Works time-major (``[T, B, D]``, the LSTM's own layout), so the exported graph needs no
+    transposes between the recurrence and the attention.
+    """
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
@@ -137,10 +154,10 @@ class AdditiveAttention(nn.Module):
         self.v = nn.Linear(hidden, 1, bias=False)
 
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B, T, D]`` -> (``[B, D]`` context, ``[B, T]`` weights)."""
+        """``[T, B, D]`` -> (``[B, D]`` context, ``[T, B]`` weights)."""
         e = self.v(torch.tanh(self.w(f))).squeeze(-1)
-        a = torch.softmax(e, dim=1)
-        return torch.bmm(a.unsqueeze(1), f).squeeze(1), a
+        a = torch.softmax(e, dim=0)
+        return (a.unsqueeze(-1) * f).sum(dim=0), a
 
 
 class MultimodalCnnLstm(nn.Module):
@@ -163,9 +180,10 @@ class MultimodalCnnLstm(nn.Module):
         merged = config.latent * len(config.modalities)
         h1, h2 = config.lstm_hidden
         if config.temporal == "lstm":
-            self.lstm1 = nn.LSTM(merged, h1, batch_first=True)
+            # Time-major ([T, B, D]): ONNX's LSTM layout, so the export has no transposes here.
+            self.lstm1 = nn.LSTM(merged, h1)
             self.lstm_dropout = nn.Dropout(config.lstm_dropout)
-            self.lstm2 = nn.LSTM(h1, h2, batch_first=True)
+            self.lstm2 = nn.LSTM(h1, h2)
             feat = h2
         else:
             feat = merged
@@ -177,22 +195,25 @@ class MultimodalCnnLstm(nn.Module):
         self.register_buffer("_hi", torch.tensor([r[1] for r in ranges], dtype=torch.float32), persistent=False)
 
     def _features(self, inputs: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per-modality ``[B, latent, T]`` parts and the merged time-major ``[T, B, D]``."""
         if len(inputs) != len(self.encoders):
             raise ValueError(f"expected {len(self.encoders)} inputs, got {len(inputs)}")
         parts = [enc(x) for enc, x in zip(self.encoders, inputs, strict=True)]
-        return parts, torch.cat(parts, dim=-1)
+        merged = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return parts, merged.permute(2, 0, 1)
 
     def _summary(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Time-major ``[T, B, D]`` -> (``[B, head_in]``, ``[T, B]`` attention or None)."""
         if self.config.temporal == "lstm":
             h, _ = self.lstm1(f)
             h, _ = self.lstm2(self.lstm_dropout(h))
-            last = h[:, -1]
+            last = h[-1]
             if self.attention is None:
                 return last, None
             ctx, a = self.attention(h)
             return torch.cat([ctx, last], dim=-1), a
         if self.attention is None:
-            return f.mean(dim=1), None
+            return f.mean(dim=0), None
         ctx, a = self.attention(f)
         return ctx, a
 
@@ -228,12 +249,12 @@ class MultimodalCnnLstm(nn.Module):
             w = torch.eye(f.shape[-1], device=f.device)
         drives = []
         start = 0
-        for p in parts:
-            d = p.shape[-1]
-            drives.append(torch.linalg.vector_norm(p @ w[:, start : start + d].T, dim=-1))
+        for p in parts:  # [B, d, T]
+            d = p.shape[1]
+            drives.append(torch.linalg.vector_norm(p.transpose(1, 2) @ w[:, start : start + d].T, dim=-1))
             start += d
         drive = torch.stack(drives, dim=-1)  # [B, T, M]
-        weights = a if a is not None else torch.full(drive.shape[:2], 1.0 / drive.shape[1], device=f.device)
+        weights = a.T if a is not None else torch.full(drive.shape[:2], 1.0 / drive.shape[1], device=f.device)
         contrib = (drive * weights.unsqueeze(-1)).sum(dim=1)
         contrib = contrib / contrib.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         result = {name: y for (name, _, _), y in zip(self.config.tasks, outputs, strict=True)}

@@ -66,8 +66,12 @@ def test_int8_cpu_quantizes_convs_and_lstm(fp32) -> None:
     ops = _ops(dst)
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
     # QOperator (the default): fused int8 operators, no float Conv/MatMul/Gemm left.
-    assert ops.count("QLinearConv") == len(model.config.conv_channels) * 2
+    # Per modality: the convolutions plus the projection (a kernel-1 convolution).
+    assert ops.count("QLinearConv") == (len(model.config.conv_channels) + 1) * 2
     assert not {"Conv", "MatMul", "Gemm"} & set(ops)
+    # The encoders stay int8 from input to LSTM: ReLU folded, no float round trip per block.
+    assert "Relu" not in ops and "QLinearConcat" in ops
+    assert ops.count("DequantizeLinear") < ops.count("QLinearConv")
     assert dst.stat().st_size < src.stat().st_size / 3.0
     assert np.isfinite(_run(dst, model)[0]).all()
 
