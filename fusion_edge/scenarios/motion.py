@@ -17,7 +17,7 @@ import numpy as np
 
 from fusion_edge.scenarios.vocabulary import ACTIONS
 
-__all__ = ["CycleProfile", "action_profile"]
+__all__ = ["CycleProfile", "PlayerStyle", "action_profile"]
 
 G = 9.80665
 
@@ -48,6 +48,35 @@ class CycleProfile:
     gait: np.ndarray
 
 
+@dataclass(frozen=True)
+class PlayerStyle:
+    """How one player moves, whatever the action: drawn once per player and session.
+
+    Players differ: a quick winger's jog is a slow defender's sprint, a strong player's pass
+    swings as hard as a weak player's shot. These factors make the classes overlap in any one
+    cue (speed alone, swing strength alone), so telling them apart needs the player's own
+    baseline, which the earlier part of a window shows.
+
+    Attributes:
+        speed: multiplies every running speed of the player's actions.
+        power: multiplies swings and impacts (the key events' angular rates and accelerations).
+        cadence: multiplies the stride frequency at a given speed.
+    """
+
+    speed: float = 1.0
+    power: float = 1.0
+    cadence: float = 1.0
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> PlayerStyle:
+        """A plausible player: speed and cadence within +-18% / +-10%, power within +-30%."""
+        return cls(
+            speed=float(rng.uniform(0.82, 1.18)),
+            power=float(rng.uniform(0.7, 1.3)),
+            cadence=float(rng.uniform(0.9, 1.1)),
+        )
+
+
 def _bump(t: np.ndarray, t0: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * ((t - t0) / width) ** 2)
 
@@ -65,6 +94,7 @@ def action_profile(
     quality: float,
     intensity: float,
     rng: np.random.Generator,
+    style: PlayerStyle | None = None,
 ) -> CycleProfile:
     """The body-motion profile of one action cycle of ``n`` samples.
 
@@ -75,6 +105,7 @@ def action_profile(
         quality: execution quality in [0, 1].
         intensity: scenario intensity in [0, 1], scales speeds.
         rng: the session's random generator (the only source of randomness).
+        style: the player's `PlayerStyle` (a neutral player when omitted).
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
@@ -83,7 +114,8 @@ def action_profile(
     q = float(np.clip(quality, 0.0, 1.0))
     sharp = 0.55 + 0.45 * q  # how strong the key event is
     slow = 1.0 + 0.6 * (1.0 - q)  # how drawn-out it is
-    spd = (0.8 + 0.4 * intensity) * rng.uniform(0.9, 1.1)
+    style = style or PlayerStyle()
+    spd = (0.8 + 0.4 * intensity) * rng.uniform(0.9, 1.1) * style.speed
     te = dur * rng.uniform(0.38, 0.62)  # key event time
     z = np.zeros(n)
     p = CycleProfile(
@@ -196,6 +228,9 @@ def action_profile(
         p.v_lat = 1.2 * spd * np.sin(2 * np.pi * 1.0 * t) * _step(t, te + 0.2, 0.3)
         p.pitch = 0.08 + 0.32 * _step(t, te, 0.4)
         p.gait = 1.0 - 0.45 * _step(t, te, 0.4)
+
+    p.gyro_extra *= style.power
+    p.acc_extra *= style.power
 
     # A poorer execution wobbles: low-frequency trunk sway on top of everything.
     wobble = (1.0 - q) * 0.9

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fusion_edge.scenarios.catalogue import Scenario
-from fusion_edge.scenarios.motion import action_profile
+from fusion_edge.scenarios.motion import PlayerStyle, action_profile
 from fusion_edge.scenarios.sensors import BodyMotion, GnssModel, ImuModel
 from fusion_edge.scenarios.team import TeamState
 from fusion_edge.scenarios.vocabulary import ACTIONS, TACTICS
@@ -192,6 +192,7 @@ def simulate_session(
     cur_v = np.zeros((n_players, 2))  # forward, lateral
     cur_att = np.zeros((n_players, 2))  # pitch, roll
     gait_phase = rng.uniform(0, 2 * np.pi, n_players)
+    styles = [PlayerStyle.random(rng) for _ in range(n_players)]
     t = np.arange(per) * dt
     settle = np.exp(-t / 0.25)
 
@@ -203,7 +204,8 @@ def simulate_session(
             tactic[i, k] = intent.tactic
             quality[i, k] = intent.quality
             prof = action_profile(
-                ACTIONS[intent.action], per, IMU_RATE_HZ, intent.quality, scenario.intensity, rng
+                ACTIONS[intent.action], per, IMU_RATE_HZ, intent.quality, scenario.intensity, rng,
+                styles[i],
             )
             v_f = prof.v_fwd + (cur_v[i, 0] - prof.v_fwd[0]) * settle
             v_l = prof.v_lat + (cur_v[i, 1] - prof.v_lat[0]) * settle
@@ -229,7 +231,7 @@ def simulate_session(
 
             # Stride: cadence and bounce follow speed; poorer execution strides less evenly.
             speed = np.abs(v_f) + 0.6 * np.abs(v_l)
-            cadence = 1.4 + 0.36 * speed
+            cadence = (1.4 + 0.36 * speed) * styles[i].cadence
             jitter = rng.normal(0, 0.15 * (1.0 - intent.quality), per)
             phase = gait_phase[i] + np.cumsum(2 * np.pi * cadence * dt + jitter * dt * 6)
             amp = prof.gait * np.minimum(1.5 + 1.7 * speed, 16.0) * np.clip(speed / 0.8, 0, 1)

@@ -444,3 +444,40 @@ def test_imu_source_of_a_session(session: SimulatedSession) -> None:
     src = session.imu_source(0)
     block = src.read(500)
     assert block.shape == (500, 9) and not np.isnan(block).any()
+
+
+# ------------------------------------------------------------------ player style and pressure
+
+
+def test_player_style_scales_speed_and_swing() -> None:
+    """A faster, stronger player runs faster and swings harder in the same action."""
+    from fusion_edge.scenarios.motion import PlayerStyle
+
+    n = 300
+    slow = action_profile("shooting", n, RATE, 1.0, 0.75, np.random.default_rng(7), PlayerStyle(0.85, 0.7, 1.0))
+    fast = action_profile("shooting", n, RATE, 1.0, 0.75, np.random.default_rng(7), PlayerStyle(1.15, 1.3, 1.0))
+    assert fast.v_fwd.max() == pytest.approx(slow.v_fwd.max() * 1.15 / 0.85, rel=1e-6)
+    assert np.abs(fast.gyro_extra).max() > 1.5 * np.abs(slow.gyro_extra).max()
+    # Omitted style is a neutral player, the same as before styles existed.
+    neutral = action_profile("running", n, RATE, 1.0, 0.75, np.random.default_rng(1))
+    same = action_profile("running", n, RATE, 1.0, 0.75, np.random.default_rng(1), PlayerStyle())
+    np.testing.assert_array_equal(neutral.v_fwd, same.v_fwd)
+
+
+def test_quality_drops_under_pressure_and_in_hard_actions() -> None:
+    """Execution is worse with an opponent close by and in the harder actions (team.py)."""
+    s = simulate_session(get_scenario("5v5"), seed=11, duration_s=600.0, lost_samples=False, gnss_faults=False)
+    per = int(s.cycle_s * s.imu_rate_hz)
+    pos = s.truth_pos[:, ::per][:, : s.action.shape[1]]  # position at each cycle's start
+    near = np.zeros_like(s.quality, dtype=bool)
+    for i in range(len(s.player_ids)):
+        opp = s.team != s.team[i]
+        d = np.linalg.norm(pos[opp] - pos[i][None], axis=-1).min(axis=0)
+        near[i] = d < 2.5
+    far = ~near
+    assert near.sum() > 30 and far.sum() > 30
+    assert s.quality[near].mean() < s.quality[far].mean() - 0.05
+    hard = s.action == ACTIONS.index("sliding")
+    plain = s.action == ACTIONS.index("running")
+    if hard.sum() > 20 and plain.sum() > 20:
+        assert s.quality[hard].mean() < s.quality[plain].mean()
