@@ -68,7 +68,12 @@ def team_features(tracks: np.ndarray, team: np.ndarray, attack_dir: np.ndarray) 
     with np.errstate(invalid="ignore"):
         for tm in np.unique(team):
             mates = team == tm
-            centroid = np.nanmean(tracks[mates, :, :2], axis=0) if mates.sum() else None
+            # The team's centroid at each step over the mates with a fix; NaN where none has
+            # one (a whole team's receivers out), without nanmean's empty-slice warning.
+            xy = tracks[mates, :, :2]
+            have = ~np.isnan(xy)
+            count = have.sum(axis=0)
+            centroid = np.where(count > 0, np.where(have, xy, 0.0).sum(axis=0) / np.maximum(count, 1), np.nan)
             out[mates, :, 5] = (tracks[mates, :, 0] - centroid[None, :, 0]) * d[mates]
             out[mates, :, 6] = (tracks[mates, :, 1] - centroid[None, :, 1]) * d[mates]
             opp = ~mates

@@ -139,3 +139,19 @@ def test_clean_track_leaves_long_gaps_nan() -> None:
 def test_clean_track_of_a_receiver_that_never_had_a_fix(smooth: int) -> None:
     out = clean_gnss_track(np.full((20, 4), np.nan), 10.0, smooth=smooth)
     assert out.shape == (20, 4) and np.isnan(out).all()
+
+
+def test_a_team_without_any_fix_warns_nothing_and_stays_nan() -> None:
+    """All of one team's receivers out at a step (unplugged): no warning, NaN features for them,
+    and the other team's features still computed (nearest opponent falls back)."""
+    t = layout()
+    t[2:, 1] = np.nan  # team 1 has no fix at the second step
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = team_features(t, TEAM, ATTACK)
+    assert np.isnan(f[2:, 1]).all()
+    assert np.isfinite(f[:2, 1]).all()
+    np.testing.assert_allclose(f[:2, 1, CH["d_opp"]], NO_OPPONENT_DISTANCE)
+    np.testing.assert_allclose(f[:, 0], team_features(layout(), TEAM, ATTACK)[:, 0])
