@@ -266,6 +266,10 @@ class SessionRecorder:
                 f"recorder for {self.path} is not running; use it as a context manager "
                 "(with SessionRecorder(...) as rec) or call start() first"
             )
+        if self._error is not None:
+            # The writer thread has died (disk full, card removed): say so at once, instead of
+            # silently queueing records nobody will write until the queue fills.
+            raise self._wrap(self._error, "write")
         try:
             self._queue.put_nowait((kind, item))
         except queue.Full:

@@ -93,6 +93,31 @@ def test_full_queue_drops_and_counts_without_blocking(tmp_path: Path) -> None:
         assert reader.sessions()[0].stats["dropped"] == {"packet": 4990}
 
 
+def test_a_dead_writer_is_reported_at_the_next_record(tmp_path: Path) -> None:
+    """When the writer thread dies (here: a write the database refuses, as a full disk or a
+    removed card would), the next record raises at once instead of queueing into the void, and
+    what was committed before stays readable."""
+    path = tmp_path / "s.sqlite"
+    rec = SessionRecorder(path, commit_interval_s=0.01)
+    rec.start()
+    for i in range(20):
+        rec.record_packet("pod", i, b"ok")
+    deadline = time.monotonic() + 5.0
+    while rec.stats.written.get("packet", 0) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rec._offer("packet", ("pod",))  # too few values: the INSERT fails in the writer thread
+    rec._thread.join(timeout=5.0)
+    assert not rec._thread.is_alive()
+    t0 = time.perf_counter()
+    with pytest.raises(RecordingError, match="cannot write the session recording"):
+        rec.record_packet("pod", 99, b"lost")
+    assert time.perf_counter() - t0 < 0.1
+    with pytest.raises(RecordingError, match="disk is not full"):
+        rec.close()
+    with SessionReader(path) as reader:
+        assert reader.count("packet") == 20
+
+
 def test_record_before_start_is_refused(tmp_path: Path) -> None:
     rec = SessionRecorder(tmp_path / "s.sqlite")
     with pytest.raises(RecordingError, match="context manager"):
