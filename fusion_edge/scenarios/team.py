@@ -31,17 +31,6 @@ TACTIC_ACTIONS: dict[str, dict[str, float]] = {
     "retreating_defense": {"running": 3, "stopping": 1.2, "turning": 1, "jumping": 0.8},
 }
 
-# How much harder each action is to execute cleanly than a plain run (quality points lost), and
-# how much an opponent at distance 0 costs (falling off as exp(-d / PRESSURE_M)).
-_DIFFICULTY = np.zeros(len(ACTIONS))
-for _action, _cost in {
-    "shooting": 0.10, "sliding": 0.12, "jumping": 0.06, "dribbling": 0.06,
-    "take_off": 0.04, "passing": 0.04, "turning": 0.04,
-}.items():
-    _DIFFICULTY[ACTIONS.index(_action)] = _cost
-PRESSURE_COST = 0.2
-PRESSURE_M = 4.0
-
 _COMPAT = np.zeros((len(TACTICS), len(ACTIONS)))
 for _tactic, _weights in TACTIC_ACTIONS.items():
     for _action, _w in _weights.items():
@@ -129,15 +118,6 @@ class TeamState:
                 tactics[i] = T["retreating_defense"]
                 targets[i] = np.array([own_goal[0] * 0.6, pos[i, 1] * 0.7])
 
-        # Execution suffers under pressure: an opponent within a few metres takes time and space.
-        opp_d = np.full(n, np.inf)
-        for t in np.unique(self.team_of):
-            mine, theirs = self.team_of == t, self.team_of != t
-            if theirs.any():
-                d = np.hypot(*(pos[mine][:, None, :] - pos[theirs][None, :, :]).transpose(2, 0, 1))
-                opp_d[mine] = d.min(axis=1)
-        pressure = np.exp(-opp_d / PRESSURE_M)
-
         intents = []
         for i in range(n):
             w = _COMPAT[tactics[i]] * self._mix
@@ -146,8 +126,7 @@ class TeamState:
             action = int(rng.choice(len(ACTIONS), p=w / w.sum()))
             self._skill[i] = np.clip(self._skill[i] + rng.normal(0, 0.08), 0.0, 1.0)
             lo, hi = self.scenario.quality
-            base = self._skill[i] - PRESSURE_COST * pressure[i] - _DIFFICULTY[action]
-            q = float(np.clip(base + rng.normal(0, 0.08), lo, hi))
+            q = float(np.clip(self._skill[i] + rng.normal(0, 0.08), lo, hi))
             tgt = np.clip(targets[i], [-self.length / 2, -self.width / 2], [self.length / 2, self.width / 2])
             intents.append(CycleIntent(int(tactics[i]), action, q, (float(tgt[0]), float(tgt[1]))))
         self._advance(pos, tactics, intents)

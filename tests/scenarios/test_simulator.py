@@ -463,21 +463,3 @@ def test_player_style_scales_speed_and_swing() -> None:
     same = action_profile("running", n, RATE, 1.0, 0.75, np.random.default_rng(1), PlayerStyle())
     np.testing.assert_array_equal(neutral.v_fwd, same.v_fwd)
 
-
-def test_quality_drops_under_pressure_and_in_hard_actions() -> None:
-    """Execution is worse with an opponent close by and in the harder actions (team.py)."""
-    s = simulate_session(get_scenario("5v5"), seed=11, duration_s=600.0, lost_samples=False, gnss_faults=False)
-    per = int(s.cycle_s * s.imu_rate_hz)
-    pos = s.truth_pos[:, ::per][:, : s.action.shape[1]]  # position at each cycle's start
-    near = np.zeros_like(s.quality, dtype=bool)
-    for i in range(len(s.player_ids)):
-        opp = s.team != s.team[i]
-        d = np.linalg.norm(pos[opp] - pos[i][None], axis=-1).min(axis=0)
-        near[i] = d < 2.5
-    far = ~near
-    assert near.sum() > 30 and far.sum() > 30
-    assert s.quality[near].mean() < s.quality[far].mean() - 0.05
-    hard = s.action == ACTIONS.index("sliding")
-    plain = s.action == ACTIONS.index("running")
-    if hard.sum() > 20 and plain.sum() > 20:
-        assert s.quality[hard].mean() < s.quality[plain].mean()
