@@ -4,7 +4,9 @@
 
 1. Simulates the default benchmark (5v5, 4 sessions x 5 min, seed 1: 40 players).
 2. Runs the ablation (CNN only, +LSTM, +attention, +multitask) on a grouped split and scores
-   every row on the same held-out players.
+   every row on the same held-out players, once per seed (``--seeds``, 3 by default: each seed
+   draws its own held-out players and initialization), and reports mean, spread and the paired
+   change each step makes.
 3. Times one training epoch of the ``paper`` size on this machine's device(s).
 Prints a table and writes benchmarks/results/foundation.json.
 """
@@ -23,7 +25,7 @@ from rich.table import Table
 
 from fusion_edge.cli.toolkit_commands import print_ablation
 from fusion_edge.scenarios import get_scenario
-from fusion_edge.toolkit.ablation import run_ablation
+from fusion_edge.toolkit.ablation import run_ablation, summarize_seeds
 from fusion_edge.toolkit.dataset import Dataset
 from fusion_edge.toolkit.model import ModelConfig
 from fusion_edge.toolkit.scenario_dataset import simulate_dataset
@@ -39,6 +41,27 @@ def epoch_seconds(ds: Dataset, size: str, device: str, epochs: int = 3) -> float
     return res.epoch_seconds
 
 
+def print_seed_summary(summary: dict) -> None:
+    """Mean +- sd per row, then the paired change each step makes."""
+    tasks = list(summary["rows"][0]["tasks"])
+    table = Table(title=f"Ablation over {summary['seeds']} seeds: mean +- sd (headline %)")
+    table.add_column("model")
+    for t in tasks:
+        table.add_column(t, justify="right")
+    for row in summary["rows"]:
+        table.add_row(row["name"], *(f"{100 * row['tasks'][t]['mean']:.1f} +- {100 * row['tasks'][t]['sd']:.1f}" for t in tasks))
+    for step in summary["steps"]:
+        table.add_row(
+            f"  step {step['to']}",
+            *(
+                f"{100 * step['tasks'][t]['mean']:+.1f} +- {100 * step['tasks'][t]['sd']:.1f} "
+                f"{'helps' if step['tasks'][t]['helps'] else 'no'}"
+                for t in tasks
+            ),
+        )
+    console.print(table)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", default="benchmarks/results/data-foundation")
@@ -50,6 +73,7 @@ def main() -> int:
     parser.add_argument("--scenario", action="append", default=None, help="scenarios (default: 5v5)")
     parser.add_argument("--sessions", type=int, default=4, help="sessions per scenario")
     parser.add_argument("--minutes", type=float, default=5.0, help="minutes per session")
+    parser.add_argument("--seeds", type=int, default=3, help="ablation repeats (split and init seeds 0..N-1)")
     args = parser.parse_args()
     epochs = 5 if args.quick else args.epochs
 
@@ -66,18 +90,27 @@ def main() -> int:
         "dataset": {**summary, "simulate_seconds": sim_s},
     }
     if not args.skip_ablation:
-        abl = run_ablation(ds, config=TrainConfig(epochs=epochs, seed=0), log=lambda m: console.print(f"  {m}"))
-        print_ablation(abl)
-        result["ablation"] = abl
-        rows = {r["name"]: r["tasks"] for r in abl["rows"]}
-        full, cnn = rows["+multitask"]["action"]["accuracy"], rows["CNN only"]["action"]["accuracy"]
+        runs = []
+        for seed in range(args.seeds):
+            console.print(f"ablation, seed {seed}")
+            abl = run_ablation(ds, config=TrainConfig(epochs=epochs, seed=seed), log=lambda m: console.print(f"  {m}"))
+            print_ablation(abl)
+            runs.append(abl)
+        summary_s = summarize_seeds(runs)
+        print_seed_summary(summary_s)
+        result["ablation"] = runs[0]
+        result["ablation_runs"] = runs
+        result["ablation_seeds"] = summary_s
+        rows = {r["name"]: r["tasks"] for r in summary_s["rows"]}
+        full, cnn = rows["+multitask"]["action"]["mean"], rows["CNN only"]["action"]["mean"]
         result["targets"] = {
-            "full_action_accuracy": full,
-            "full_minus_cnn_points": 100 * (full - cnn),
-            "every_step_helps_action": all(
-                rows[b]["action"]["accuracy"] >= rows[a]["action"]["accuracy"]
-                for a, b in zip(list(rows)[:-1], list(rows)[1:])
-            ),
+            "seeds": args.seeds,
+            "full_action_accuracy_mean": full,
+            "full_minus_cnn_points_mean": 100 * (full - cnn),
+            "every_step_helps": {
+                task: all(step["tasks"][task]["helps"] for step in summary_s["steps"])
+                for task in summary_s["steps"][0]["tasks"]
+            },
         }
     devices = args.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     timings = {d: epoch_seconds(ds, "paper", d) for d in devices}

@@ -20,7 +20,7 @@ from fusion_edge.toolkit.model import ModelConfig, count_parameters
 from fusion_edge.toolkit.splits import split_by_player
 from fusion_edge.toolkit.train import TrainConfig, predict, task_metrics, train
 
-__all__ = ["ABLATION_ROWS", "AblationRow", "run_ablation"]
+__all__ = ["ABLATION_ROWS", "AblationRow", "run_ablation", "summarize_seeds", "headline"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,43 @@ def run_ablation(
 def headline(metrics: dict[str, Any]) -> float:
     """Accuracy of a class task, relative error of a regression task."""
     return metrics["accuracy"] if "accuracy" in metrics else metrics["relative_error"]
+
+
+def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread of the ablation over repeated runs (one per seed).
+
+    Each seed draws its own split of held-out players and its own initialization, so the spread
+    is what one run of the table can be trusted to. Steps are paired: the change a step makes is
+    taken within each seed (same split) and then averaged. Headlines are accuracy for class
+    tasks and relative error for regression tasks (lower is better; ``helps`` accounts for it).
+
+    Returns ``{"seeds", "rows": [{"name", "tasks": {task: {"mean", "sd", "values"}}}],
+    "steps": [{"from", "to", "tasks": {task: {"mean", "sd", "values", "helps"}}}]}``.
+    """
+    if not runs:
+        raise ValueError("no ablation runs to summarize")
+    names = [r["name"] for r in runs[0]["rows"]]
+    tasks = list(runs[0]["rows"][0]["tasks"])
+    lower_better = {t: "accuracy" not in runs[0]["rows"][0]["tasks"][t] for t in tasks}
+
+    def values(row: int, task: str) -> np.ndarray:
+        return np.array([headline(run["rows"][row]["tasks"][task]) for run in runs])
+
+    def stats(v: np.ndarray) -> dict[str, Any]:
+        return {
+            "mean": float(v.mean()),
+            "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "values": [float(x) for x in v],
+        }
+
+    rows = [{"name": n, "tasks": {t: stats(values(i, t)) for t in tasks}} for i, n in enumerate(names)]
+    steps = []
+    for i in range(1, len(names)):
+        per_task = {}
+        for t in tasks:
+            d = values(i, t) - values(i - 1, t)
+            s = stats(d)
+            s["helps"] = bool(s["mean"] < 0 if lower_better[t] else s["mean"] > 0)
+            per_task[t] = s
+        steps.append({"from": names[i - 1], "to": names[i], "tasks": per_task})
+    return {"seeds": len(runs), "rows": rows, "steps": steps}
