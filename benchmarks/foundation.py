@@ -23,7 +23,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from fusion_edge.cli.toolkit_commands import print_ablation
+from fusion_edge.cli.toolkit_commands import print_ablation, print_seed_summary
 from fusion_edge.scenarios import get_scenario
 from fusion_edge.toolkit.ablation import run_ablation, summarize_seeds
 from fusion_edge.toolkit.dataset import Dataset
@@ -39,27 +39,6 @@ def epoch_seconds(ds: Dataset, size: str, device: str, epochs: int = 3) -> float
     cfg = ModelConfig.for_dataset(ds.spec, size)
     res = train(ds, cfg, TrainConfig(epochs=epochs, device=device, early_stop_patience=epochs + 1), show_progress=False)
     return res.epoch_seconds
-
-
-def print_seed_summary(summary: dict) -> None:
-    """Mean +- sd per row, then the paired change each step makes."""
-    tasks = list(summary["rows"][0]["tasks"])
-    table = Table(title=f"Ablation over {summary['seeds']} seeds: mean +- sd (headline %)")
-    table.add_column("model")
-    for t in tasks:
-        table.add_column(t, justify="right")
-    for row in summary["rows"]:
-        table.add_row(row["name"], *(f"{100 * row['tasks'][t]['mean']:.1f} +- {100 * row['tasks'][t]['sd']:.1f}" for t in tasks))
-    for step in summary["steps"]:
-        table.add_row(
-            f"  step {step['to']}",
-            *(
-                f"{100 * step['tasks'][t]['mean']:+.1f} +- {100 * step['tasks'][t]['sd']:.1f} "
-                f"{'helps' if step['tasks'][t]['helps'] else 'no'}"
-                for t in tasks
-            ),
-        )
-    console.print(table)
 
 
 def main() -> int:

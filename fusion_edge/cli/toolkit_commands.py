@@ -141,21 +141,53 @@ def ablation(
     epochs: int = typer.Option(30, "--epochs"),
     size: str = typer.Option("edge", "--size"),
     seed: int = typer.Option(0, "--seed"),
+    seeds: int = typer.Option(
+        1, "--seeds", min=1, help="Repeat with seeds SEED..SEED+N-1 (own split and init each) and "
+        "report mean +- sd and each step's paired change."
+    ),
     json_out: Path = typer.Option(None, "--json", help="Write the table here as JSON."),
 ) -> None:
     """Reproduce the paper's ablation (CNN only, +LSTM, +attention, +multitask)."""
-    from fusion_edge.toolkit.ablation import run_ablation
+    from fusion_edge.toolkit.ablation import run_ablation, summarize_seeds
     from fusion_edge.toolkit.dataset import Dataset
     from fusion_edge.toolkit.evaluate import write_json
     from fusion_edge.toolkit.train import TrainConfig
 
     with cli_errors():
         ds = Dataset.open(data)
-        res = run_ablation(ds, size=size, config=TrainConfig(epochs=epochs, seed=seed),
-                           log=lambda m: console.print(f"  {m}"))
-    print_ablation(res)
+        runs = []
+        for s in range(seed, seed + seeds):
+            res = run_ablation(ds, size=size, config=TrainConfig(epochs=epochs, seed=s),
+                               log=lambda m: console.print(f"  {m}"))
+            print_ablation(res)
+            runs.append(res)
+    if seeds > 1:
+        summary = summarize_seeds(runs)
+        print_seed_summary(summary)
+        res = {**runs[0], "runs": runs, "seeds": summary}
     if json_out:
         write_json(json_out, res)
+
+
+def print_seed_summary(summary: dict) -> None:
+    """Mean +- sd per row, then the paired change each step makes."""
+    tasks = list(summary["rows"][0]["tasks"])
+    table = Table(title=f"Ablation over {summary['seeds']} seeds: mean +- sd (headline %)")
+    table.add_column("model")
+    for t in tasks:
+        table.add_column(t, justify="right")
+    for row in summary["rows"]:
+        table.add_row(row["name"], *(f"{100 * row['tasks'][t]['mean']:.1f} +- {100 * row['tasks'][t]['sd']:.1f}" for t in tasks))
+    for step in summary["steps"]:
+        table.add_row(
+            f"  step {step['to']}",
+            *(
+                f"{100 * step['tasks'][t]['mean']:+.1f} +- {100 * step['tasks'][t]['sd']:.1f} "
+                f"{'helps' if step['tasks'][t]['helps'] else 'no'}"
+                for t in tasks
+            ),
+        )
+    console.print(table)
 
 
 def print_ablation(res: dict) -> None:

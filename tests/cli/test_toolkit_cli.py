@@ -179,3 +179,16 @@ def test_train_unknown_size(workflow: dict, tmp_path: Path) -> None:
     res = invoke("train", "--data", workflow["data"], "--out", tmp_path / "r", "--size", "huge")
     assert res.exit_code == 2
     assert "unknown size 'huge': choose edge or paper" in flat(res.output)
+
+
+def test_ablation_over_seeds_reports_mean_and_paired_steps(workflow: dict, tmp_path: Path) -> None:
+    out = tmp_path / "ablation.json"
+    res = invoke("ablation", "--data", workflow["data"], "--epochs", "1", "--seeds", "2", "--json", out)
+    assert res.exit_code == 0, res.output
+    assert "Ablation over 2 seeds" in res.output and "step +multitask" in res.output
+    doc = json.loads(out.read_text())
+    assert len(doc["runs"]) == 2 and doc["seeds"]["seeds"] == 2
+    assert [r["name"] for r in doc["seeds"]["rows"]] == ["CNN only", "+LSTM", "+attention", "+multitask"]
+    step = doc["seeds"]["steps"][0]["tasks"]["action"]
+    runs = [{r["name"]: r["tasks"]["action"]["accuracy"] for r in run["rows"]} for run in doc["runs"]]
+    assert step["values"] == pytest.approx([r["+LSTM"] - r["CNN only"] for r in runs])
