@@ -52,6 +52,39 @@ def test_lstm_zero_states_are_dropped(exported) -> None:
             assert len(n.input) <= 5  # no initial_h / initial_c
 
 
+def test_encoders_run_as_2d_convolutions_between_one_unsqueeze_and_one_squeeze(exported) -> None:
+    """convs_as_2d: every Conv is 2-D (onnxruntime's NCHWc kernels), each modality is unsqueezed
+    once and the merged encoders squeezed once; the parity tests below hold the numbers."""
+    _, path, _ = exported
+    proto = onnx.load(str(path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs and all(len(inits[n.input[1]].dims) == 4 for n in convs)
+    for n in convs:
+        kernel = [a.ints for a in n.attribute if a.name == "kernel_shape"][0]
+        assert kernel[0] == 1
+    unsq = [n for n in proto.graph.node if n.name.endswith("/Unsqueeze2d")]
+    sq = [n for n in proto.graph.node if n.name.endswith("/Squeeze1d")]
+    assert sorted(n.input[0] for n in unsq) == ["imu", "position"]
+    assert len(sq) == 1
+
+
+def test_convs_as_2d_leaves_a_graph_without_1d_convolutions_alone() -> None:
+    from onnx import TensorProto, helper
+
+    from fusion_edge.export.onnx_export import convs_as_2d
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+    )
+    proto = helper.make_model(g)
+    before = proto.SerializeToString()
+    assert convs_as_2d(proto).SerializeToString() == before
+
+
 @pytest.mark.parametrize("batch", [1, 22])
 def test_dynamic_batch_matches_torch(exported, batch: int) -> None:
     model, path, xs = exported
