@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import onnx
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -49,6 +50,20 @@ def test_bundle_is_complete_and_verifies(tiny_bundle) -> None:
     assert int8["calibration"]["windows"] == 48
     assert int8["int8_format"] == "qoperator"
     assert not [p for p in tiny_bundle.bundle.parent.iterdir() if ".tmp-" in p.name]
+    # Float variants run the encoders as 2-D convolutions; the INT8 CPU one keeps them 1-D
+    # (each layout is the faster one for its onnxruntime kernels), and nothing else is left.
+    assert sorted(p.name for p in tiny_bundle.bundle.glob("*.onnx")) == sorted(
+        v["file"] for v in manifest["variants"]
+    )
+
+    def conv_ranks(name: str) -> set[int]:
+        proto = onnx.load(str(tiny_bundle.bundle / name))
+        inits = {i.name: len(i.dims) for i in proto.graph.initializer}
+        return {inits[n.input[3 if n.op_type == "QLinearConv" else 1]] for n in proto.graph.node
+                if n.op_type in ("Conv", "QLinearConv")}
+
+    assert conv_ranks("model_fp32.onnx") == {4}
+    assert conv_ranks("model_int8_cpu.onnx") == {3}
 
 
 def test_report_files_hold_the_table(tiny_bundle) -> None:
