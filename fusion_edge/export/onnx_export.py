@@ -205,8 +205,16 @@ def simplify_graph(proto: Any) -> Any:
 
 
 # Operators that keep a [batch, channels, 1, samples] tensor's layout meaning unchanged, so the
-# encoders can run in 2-D from their input to where the modalities are merged.
+# encoders can run in 2-D from their input to where the modalities are merged (a Concat only
+# along batch or channels: the samples axis moves from 2 to 3).
 _LAYOUT_FREE = {"Conv", "MaxPool", "Relu", "Concat"}
+
+
+def _keeps_layout(node: Any) -> bool:
+    if node.op_type != "Concat":
+        return node.op_type in _LAYOUT_FREE
+    axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+    return axis is not None and axis % 3 in (0, 1)
 
 
 def convs_as_2d(proto: Any) -> Any:
@@ -249,7 +257,7 @@ def convs_as_2d(proto: Any) -> Any:
     squeezed: dict[str, str] = {}
     for node in graph.node:
         spatial = [x for x in (node.input if node.op_type == "Concat" else node.input[:1]) if x]
-        if node.op_type in _LAYOUT_FREE and spatial and all(x in region for x in spatial):
+        if _keeps_layout(node) and spatial and all(x in region for x in spatial):
             if node.op_type in ("Conv", "MaxPool"):
                 for attr in node.attribute:
                     v = list(attr.ints)

@@ -109,3 +109,32 @@ def test_check_onnx_reports_parity_and_catches_a_wrong_model(exported, tiny_run:
             p.add_(1.0)
     with pytest.raises(BundleError, match="differs from PyTorch"):
         check_onnx(path, other, xs, precision="fp32")
+
+
+def test_convs_as_2d_squeezes_before_a_concat_along_samples() -> None:
+    """A Concat along the samples axis (2 in 1-D, 3 in 2-D) is not layout-free: the region is
+    squeezed back before it, so the graph still computes the same thing."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fusion_edge.export.onnx_export import convs_as_2d
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3)).astype(np.float32), "w")
+    g = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3], pads=[1, 1]),
+            helper.make_node("Concat", ["c", "c"], ["y"], axis=2),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16])],
+        [w],
+    )
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
+    proto.ir_version = 9
+    x = np.random.default_rng(1).standard_normal((1, 3, 8)).astype(np.float32)
+    run = lambda p: ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    want = run(proto)
+    got = run(convs_as_2d(proto))
+    assert got.shape == (1, 4, 16)
+    np.testing.assert_allclose(got, want, atol=1e-5)
