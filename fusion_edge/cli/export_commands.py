@@ -88,6 +88,12 @@ def export_command(
     int8_format: str = typer.Option(
         "qoperator", "--int8-format", help="CPU INT8 graph: qoperator (smallest) or qdq."
     ),
+    int8_keep_float: str = typer.Option(
+        "attention",
+        "--int8-keep-float",
+        help="Comma list of parts the CPU INT8 variant keeps in float from the start "
+        "(attention, heads, first_conv, projections, lstm; empty for none).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Calibration sampling and fine-tuning seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
 ) -> None:
@@ -107,6 +113,7 @@ def export_command(
             hop_seconds=hop,
             latency_runs=latency_runs,
             int8_format=int8_format,
+            int8_keep_float=tuple(g.strip() for g in int8_keep_float.split(",") if g.strip()),
             seed=seed,
         )
         result = export(

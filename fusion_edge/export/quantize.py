@@ -40,6 +40,7 @@ __all__ = [
     "quantize_int8_cpu",
     "quantize_int8_tensorrt",
     "node_groups",
+    "float_islands",
     "choose_int8_exclusions",
 ]
 
@@ -49,13 +50,16 @@ INT8_OP_TYPES = ("Conv", "MatMul", "Gemm")
 # pass int8 through, and a bias Add becomes QLinearAdd. Without them every convolution block
 # pays a DequantizeLinear/QuantizeLinear pair, and at batch 1 those nodes cost more time than
 # the int8 arithmetic saves.
+# They are quantized only where every input comes from a quantized node (`float_islands`): a
+# pass-through node fed by float (the heads' input concat, the regression head's range offset,
+# anything after a group kept in float) would otherwise add a QuantizeLinear/DequantizeLinear
+# pair of pure overhead, and at the very end would round a regression output to 8 bits.
 INT8_PASS_THROUGH_OP_TYPES = ("Relu", "MaxPool", "Transpose", "Concat", "Add")
 # Node-name prefixes (the exporter names nodes after the module path) of the parts that are
 # candidates for staying float when INT8 costs too much accuracy, cheapest to keep float first.
 EXCLUSION_GROUPS: dict[str, tuple[str, ...]] = {
     "attention": ("/attention/",),
-    "regression_heads": (),  # filled from the model's task list, see node_groups()
-    "class_heads": (),
+    "heads": ("/heads/",),  # one product for every task's head (`TaskHeads`)
     "first_conv": ("/encoders.{m}/body/body.0/",),
     "projections": ("/encoders.{m}/project/",),
     "lstm": ("/lstm1/", "/lstm2/"),
@@ -121,19 +125,13 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
-def node_groups(
-    model_path: str | Path, tasks: Sequence[tuple[str, str, int]]
-) -> dict[str, list[str]]:
+def node_groups(model_path: str | Path) -> dict[str, list[str]]:
     """Names of the quantizable nodes in each `EXCLUSION_GROUPS` group of an exported model."""
     onnx = _onnx()
     graph = onnx.load(str(model_path), load_external_data=False).graph
     names = [n.name for n in graph.node if n.op_type in (*INT8_OP_TYPES, "LSTM")]
     groups: dict[str, list[str]] = {}
     for group, prefixes in EXCLUSION_GROUPS.items():
-        if group == "regression_heads":
-            prefixes = tuple(f"/heads.{i}/" for i, t in enumerate(tasks) if t[1] == "regression")
-        elif group == "class_heads":
-            prefixes = tuple(f"/heads.{i}/" for i, t in enumerate(tasks) if t[1] == "class")
         expanded = (
             [p.format(m=i) for p in prefixes for i in range(8)]
             if any("{m}" in p for p in prefixes)
@@ -143,6 +141,32 @@ def node_groups(
         if members:
             groups[group] = members
     return groups
+
+
+def float_islands(graph: Any, exclude: Sequence[str]) -> list[str]:
+    """Pass-through nodes (`INT8_PASS_THROUGH_OP_TYPES`) to keep in float: those with an input
+    that is not produced by a quantized node. Walks the graph in order (ONNX graphs are
+    topologically sorted), so chains of pass-through nodes inherit their producer's state."""
+    excluded = set(exclude)
+    producer = {o: n for n in graph.node for o in n.output}
+    quantized: set[str] = set()
+    keep_float = []
+    for node in graph.node:
+        if node.op_type in INT8_OP_TYPES:
+            if node.name not in excluded:
+                quantized.add(node.name)
+        elif node.op_type in INT8_PASS_THROUGH_OP_TYPES:
+            feeds = [producer.get(i) for i in node.input if i in producer]
+            activations = [f for f in feeds if f is not None and f.op_type != "Constant"]
+            if (
+                node.name not in excluded
+                and activations
+                and all(f.name in quantized for f in activations)
+            ):
+                quantized.add(node.name)
+            else:
+                keep_float.append(node.name)
+    return keep_float
 
 
 @_quiet_quantizer()
@@ -176,7 +200,10 @@ def quantize_int8_cpu(
     fmt = Int8Format(int8_format)
     with tempfile.TemporaryDirectory(prefix="fusion-edge-q-") as tmp:
         static_out = Path(tmp) / "static.onnx"
-        names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
+        src_graph = onnx.load(str(src), load_external_data=False).graph
+        names = [i.name for i in src_graph.input]
+        if fmt is Int8Format.QOPERATOR:
+            exclude += float_islands(src_graph, exclude)
         try:
             q.quantize_static(
                 str(src),
@@ -272,13 +299,15 @@ def choose_int8_exclusions(
     groups: dict[str, list[str]],
     judge: Callable[[Path], tuple[bool, dict[str, Any]]],
     *,
+    keep_float: Sequence[str] = (),
     max_steps: int = 3,
     int8_format: Int8Format | str = Int8Format.QOPERATOR,
 ) -> tuple[Path, Int8Trial, list[Int8Trial]]:
     """Quantize, measure, and keep groups in float greedily until ``judge`` accepts.
 
-    Starts with everything quantized. While the result is over budget, tries keeping each
-    remaining group in float and keeps the one that scores best, up to ``max_steps`` groups.
+    Starts with everything quantized but the ``keep_float`` groups. While the result is over
+    budget, tries keeping each remaining group in float and keeps the one that scores best, up
+    to ``max_steps`` more groups.
     ``judge(path) -> (within_budget, score)``; score must have a ``"loss"`` (lower is better).
 
     Returns:
@@ -297,8 +326,8 @@ def choose_int8_exclusions(
             trials.append(trial)
             return trial, out
 
-        best, best_path = attempt(())
-        chosen: tuple[str, ...] = ()
+        chosen: tuple[str, ...] = tuple(g for g in keep_float if g in groups)
+        best, best_path = attempt(chosen)
         for _ in range(max_steps):
             if best.within_budget:
                 break

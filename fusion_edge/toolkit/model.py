@@ -21,7 +21,7 @@ from torch import nn
 from fusion_edge.errors import CheckpointError
 from fusion_edge.toolkit.dataset import DatasetSpec
 
-__all__ = ["ModelConfig", "MultimodalCnnLstm", "SIZES"]
+__all__ = ["ModelConfig", "MultimodalCnnLstm", "TaskHeads", "SIZES"]
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,26 @@ class AdditiveAttention(nn.Module):
         return (a.unsqueeze(-1) * f).sum(dim=0), a
 
 
+class TaskHeads(nn.ModuleList):
+    """One linear head per task, computed as a single matrix product.
+
+    Holds an ``nn.Linear`` per task (state-dict keys ``heads.<i>.weight``, as before), but
+    ``forward`` stacks their weights and runs one product, then splits it per task: the exported
+    graph has one ``Gemm`` and a ``Split`` instead of a ``Gemm`` per task. At batch 1 every node
+    costs a fixed dispatch, and in the INT8 graph each head's product also needs its own
+    DequantizeLinear, so three heads cost more than their arithmetic.
+    """
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``[B, in]`` -> one ``[B, classes]`` tensor per head (raw, before any range mapping)."""
+        if len(self) == 1:
+            return (self[0](z),)
+        weight = torch.cat([h.weight for h in self])
+        bias = torch.cat([h.bias for h in self])
+        y = nn.functional.linear(z, weight, bias)
+        return tuple(y.split([h.out_features for h in self], dim=-1))
+
+
 class MultimodalCnnLstm(nn.Module):
     """The multimodal CNN-LSTM with multitask heads.
 
@@ -189,7 +209,7 @@ class MultimodalCnnLstm(nn.Module):
             feat = merged
         self.attention = AdditiveAttention(feat, config.attention_dim) if config.attention else None
         head_in = feat * (2 if config.attention and config.temporal == "lstm" else 1)
-        self.heads = nn.ModuleList([nn.Linear(head_in, n) for _, _, n in config.tasks])
+        self.heads = TaskHeads([nn.Linear(head_in, n) for _, _, n in config.tasks])
         ranges = config.value_ranges or tuple((0.0, 0.0) for _ in config.tasks)
         self.register_buffer("_lo", torch.tensor([r[0] for r in ranges], dtype=torch.float32), persistent=False)
         self.register_buffer("_hi", torch.tensor([r[1] for r in ranges], dtype=torch.float32), persistent=False)
@@ -219,8 +239,7 @@ class MultimodalCnnLstm(nn.Module):
 
     def _heads(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = []
-        for i, ((_, kind, _), head) in enumerate(zip(self.config.tasks, self.heads, strict=True)):
-            y = head(z)
+        for i, ((_, kind, _), y) in enumerate(zip(self.config.tasks, self.heads(z), strict=True)):
             if kind == "regression":
                 y = self._lo[i] + (self._hi[i] - self._lo[i]) * torch.sigmoid(y.squeeze(-1))
             out.append(y)

@@ -86,6 +86,10 @@ def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
     assert ExportConfig(int8_format="QDQ").int8_format == "qdq"
     with pytest.raises(ConfigError, match="unknown INT8 format 'qlinear'.*qoperator, qdq"):
         ExportConfig(int8_format="qlinear")
+    assert ExportConfig().int8_keep_float == ("attention",)
+    assert ExportConfig(int8_keep_float=["heads", "lstm"]).int8_keep_float == ("heads", "lstm")
+    with pytest.raises(ConfigError, match=r"unknown INT8 group\(s\) \['atention'\].*attention, heads"):
+        ExportConfig(int8_keep_float=("atention",))
 
 
 def test_dataset_that_does_not_match_is_refused(

@@ -105,20 +105,55 @@ def test_compact_graph_keeps_the_model_identical(fp32) -> None:
 
 def test_int8_exclusions_stay_float(fp32) -> None:
     model, src, folder, calib = fp32
-    groups = node_groups(src, model.config.tasks)
-    assert set(groups) >= {"attention", "regression_heads", "class_heads", "lstm"}
-    dst = quantize_int8_cpu(
-        src, folder / "int8x.onnx", calib, exclude=groups["lstm"] + groups["regression_heads"]
-    )
+    groups = node_groups(src)
+    assert set(groups) >= {"attention", "heads", "lstm", "first_conv", "projections"}
+    dst = quantize_int8_cpu(src, folder / "int8x.onnx", calib, exclude=groups["lstm"] + groups["heads"])
     proto = onnx.load(str(dst))
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("LSTM") == 2 and "DynamicQuantizeLSTM" not in ops
-    # The regression head stays a float Gemm with float weights; the class head is quantized.
+    # The heads stay one float Gemm with float weights; the attention is quantized.
     inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     gemms = [n for n in proto.graph.node if n.op_type == "Gemm"]
-    assert len(gemms) == len(groups["regression_heads"]) == 1
+    assert len(gemms) == len(groups["heads"]) == 1
     assert inits[gemms[0].input[1]].dtype == np.float32
-    assert ops.count("QGemm") == len(groups["class_heads"])
+    assert "QGemm" not in ops and ops.count("QLinearMatMul") == 2
+
+
+def test_int8_outputs_and_float_regions_have_no_quantize_pairs(fp32) -> None:
+    """Pass-through ops fed by float stay float: no Q/DQ pair of pure overhead around them, and
+    no output (the regression head's value above all) rounded to 8 bits on its way out."""
+    model, src, folder, calib = fp32
+    dst = quantize_int8_cpu(src, folder / "int8o.onnx", calib)
+    proto = onnx.load(str(dst))
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    for out in proto.graph.output:
+        op = producer[out.name].op_type
+        assert op != "DequantizeLinear" and not op.startswith("QLinear"), (out.name, op)
+    regression = [i for i, t in enumerate(model.config.tasks) if t[1] == "regression"]
+    assert regression
+    for i in regression:  # the value itself, within a few steps of its 8-bit grid at most
+        np.testing.assert_allclose(_run(dst, model)[i], _run(src, model)[i], atol=0.05)
+    groups = node_groups(src)
+    kept = quantize_int8_cpu(src, folder / "int8a.onnx", calib, exclude=groups["attention"])
+    ops = _ops(kept)
+    assert "QLinearAdd" not in ops  # the attention's bias add followed its MatMul into float
+
+
+def test_float_islands_follow_their_producers(fp32) -> None:
+    from fusion_edge.export.quantize import float_islands
+
+    _, src, _, _ = fp32
+    graph = onnx.load(str(src)).graph
+    islands = float_islands(graph, exclude=())
+    by_name = {n.name: n.op_type for n in graph.node}
+    # Inside the encoders every pass-through op follows a quantized conv: none stays float.
+    assert not [n for n in islands if n.startswith("/encoders.")]
+    # The heads' input concat (fed by the float attention sum) and the range offset stay float.
+    assert "/Concat_1" in islands and "/Add" in islands
+    assert all(by_name[n] in ("Relu", "MaxPool", "Transpose", "Concat", "Add") for n in islands)
+    groups = node_groups(src)
+    attention_float = float_islands(graph, exclude=groups["attention"])
+    assert "/attention/w/Add" in attention_float and "/attention/w/Add" not in islands
 
 
 def test_tensorrt_qdq_is_symmetric_and_keeps_lstm_float(fp32) -> None:
@@ -142,7 +177,7 @@ def test_exclusion_search_keeps_float_what_the_judge_needs(fp32) -> None:
     from fusion_edge.export.quantize import choose_int8_exclusions
 
     model, src, folder, calib = fp32
-    groups = node_groups(src, model.config.tasks)
+    groups = node_groups(src)
 
     def judge(path: Path):
         lstm_float = "DynamicQuantizeLSTM" not in _ops(path)
@@ -152,3 +187,10 @@ def test_exclusion_search_keeps_float_what_the_judge_needs(fp32) -> None:
     assert trials[0].excluded_groups == () and not trials[0].within_budget
     assert chosen.excluded_groups == ("lstm",) and chosen.within_budget
     assert "DynamicQuantizeLSTM" not in _ops(dst) and "QuantizeLinear" in _ops(dst)
+    # Groups kept float from the start stay float in every trial; the search adds to them.
+    dst, chosen, trials = choose_int8_exclusions(
+        src, folder / "sel2.onnx", calib, groups, judge, keep_float=("attention",)
+    )
+    assert trials[0].excluded_groups == ("attention",)
+    assert chosen.excluded_groups == ("attention", "lstm")
+    assert "QLinearMatMul" not in _ops(dst)

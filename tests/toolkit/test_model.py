@@ -174,3 +174,18 @@ def test_lstms_are_single_layer_for_pruning(config: ModelConfig) -> None:
 def test_overrides_win_over_the_size_preset() -> None:
     cfg = ModelConfig.for_dataset(odd_spec(), "paper", latent=24, time_steps=5)
     assert cfg.latent == 24 and cfg.time_steps == 5 and cfg.lstm_hidden == (256, 256)
+
+
+def test_heads_are_one_product_with_one_linear_per_task(config: ModelConfig) -> None:
+    """`TaskHeads` keeps a Linear (and its state-dict keys) per task but runs one product: the
+    same numbers as applying each head on its own."""
+    model = MultimodalCnnLstm(config).eval()
+    assert {k for k in model.state_dict() if k.startswith("heads.")} == {
+        "heads.0.weight", "heads.0.bias", "heads.1.weight", "heads.1.bias"
+    }
+    z = torch.randn(B, model.heads[0].in_features)
+    with torch.no_grad():
+        merged = model.heads(z)
+        for head, y in zip(model.heads, merged, strict=True):
+            torch.testing.assert_close(y, head(z))
+    assert [tuple(y.shape) for y in merged] == [(B, 4), (B, 1)]
