@@ -94,6 +94,12 @@ def export_command(
         help="Comma list of parts the CPU INT8 variant keeps in float from the start "
         "(attention, heads, first_conv, projections, lstm; empty for none).",
     ),
+    qat_epochs: int = typer.Option(
+        0,
+        "--qat-epochs",
+        help="Quantization-aware fine-tuning epochs, used when CPU INT8 is over budget after "
+        "post-training quantization (0: never).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Calibration sampling and fine-tuning seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing bundle."),
 ) -> None:
@@ -114,6 +120,7 @@ def export_command(
             latency_runs=latency_runs,
             int8_format=int8_format,
             int8_keep_float=tuple(g.strip() for g in int8_keep_float.split(",") if g.strip()),
+            qat_epochs=qat_epochs,
             seed=seed,
         )
         result = export(
