@@ -64,6 +64,12 @@ def export_command(
     prune: float = typer.Option(
         0.0, "--prune", help="Share of units to remove structurally (0-0.95)."
     ),
+    prune_to_params: str = typer.Option(
+        "", "--prune-to-params", help="Prune to at most this many parameters, e.g. 40k (instead of --prune)."
+    ),
+    prune_to_flops: str = typer.Option(
+        "", "--prune-to-flops", help="Prune to at most this many FLOPs per window, e.g. 3M."
+    ),
     precision: str = typer.Option(
         "fp32,fp16,int8", "--precision", help="Comma list of fp32, fp16, int8."
     ),
@@ -109,6 +115,8 @@ def export_command(
     with cli_errors():
         config = ExportConfig(
             prune_ratio=prune,
+            prune_params=parse_count(prune_to_params, "--prune-to-params"),
+            prune_flops=parse_count(prune_to_flops, "--prune-to-flops"),
             precisions=tuple(precision.split(",")),
             formats=tuple(fmt.split(",")),
             squad_size=squad,
@@ -127,6 +135,24 @@ def export_command(
             run, data, out, config, overwrite=overwrite, progress=lambda m: console.print(f"  {m}")
         )
     print_export_result(result, squad)
+
+
+def parse_count(text: str, option: str) -> int:
+    """``"40k"`` -> 40000, ``"3M"`` -> 3000000, ``"1500"`` -> 1500, ``""`` -> 0 (unset)."""
+    from fusion_edge.errors import ConfigError
+
+    text = text.strip().replace(",", "").replace("_", "")
+    if not text:
+        return 0
+    scale = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(text[-1].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    try:
+        value = float(digits) * scale
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not a count; write e.g. 40000, 40k or 3M") from None
+    if value <= 0:
+        raise ConfigError(f"{option} must be positive, got {text!r}")
+    return int(value)
 
 
 def print_export_result(result: Any, squad: int) -> None:

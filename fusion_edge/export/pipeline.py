@@ -90,6 +90,9 @@ class ExportConfig:
 
     Attributes:
         prune_ratio: Share of units removed per layer (0: no pruning).
+        prune_params: Instead of a ratio, prune to at most this many parameters (0: unset);
+            the smallest ratio that fits is used (`prune.ratio_for_budget`).
+        prune_flops: The same for FLOPs per window (2 x multiply-adds); both may be given.
         precisions: Any of ``fp32``, ``fp16``, ``int8`` (fp32 is always made: it is the fallback).
         formats: ``onnx`` (always) and optionally ``engine`` (TensorRT, where it is installed).
         squad_size: Players per hop on the kit: the batch checked and timed, the engine's max batch.
@@ -119,6 +122,8 @@ class ExportConfig:
     """
 
     prune_ratio: float = 0.0
+    prune_params: int = 0
+    prune_flops: int = 0
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     formats: tuple[str, ...] = ("onnx",)
     squad_size: int = 22
@@ -152,6 +157,13 @@ class ExportConfig:
         )
         if not 0.0 <= float(self.prune_ratio) < 0.95:
             raise ConfigError(f"--prune must be in [0, 0.95), got {self.prune_ratio}")
+        if int(self.prune_params) < 0 or int(self.prune_flops) < 0:
+            raise ConfigError("a pruning budget must be a positive count of parameters or FLOPs")
+        if self.prune_ratio and (self.prune_params or self.prune_flops):
+            raise ConfigError(
+                "give either --prune (a ratio) or a budget (--prune-to-params / "
+                "--prune-to-flops), not both"
+            )
         if int(self.squad_size) < 1:
             raise ConfigError(f"squad size must be >= 1, got {self.squad_size}")
         if not 0.0 <= float(self.escalation_threshold) <= 1.0:
@@ -283,14 +295,29 @@ def export(
         }
     )
     pruning = None
-    if config.prune_ratio > 0:
+    ratio, prune_budget = float(config.prune_ratio), None
+    if config.prune_params or config.prune_flops:
+        from fusion_edge.export.prune import ratio_for_budget
+
+        prune_budget = {
+            k: int(v)
+            for k, v in (("params", config.prune_params), ("flops", config.prune_flops))
+            if v
+        }
+        ratio = ratio_for_budget(
+            model.config, params=config.prune_params or None, flops=config.prune_flops or None
+        )
+        if ratio == 0:
+            notes.append(f"the model already fits the pruning budget {prune_budget}: not pruned")
+    if ratio > 0:
         from fusion_edge.export.prune import fine_tune, prune_model, prune_report
 
         say(
-            f"pruning {config.prune_ratio:.0%} of units, "
-            f"fine-tuning {config.fine_tune_epochs} epochs"
+            f"pruning {ratio:.1%} of units"
+            + (f" (budget {prune_budget})" if prune_budget else "")
+            + f", fine-tuning {config.fine_tune_epochs} epochs"
         )
-        small = prune_model(model, config.prune_ratio)
+        small = prune_model(model, ratio)
         small = fine_tune(
             small,
             ds,
@@ -300,12 +327,20 @@ def export(
             lr=config.fine_tune_lr,
             seed=config.seed,
         )
-        pruning = prune_report(model, small, config.prune_ratio, config.fine_tune_epochs).to_json()
+        pruning = prune_report(
+            model, small, ratio, config.fine_tune_epochs, prune_budget
+        ).to_json()
+        notes.append(
+            f"pruned {ratio:.1%} of units"
+            + (f" to fit {prune_budget}" if prune_budget else "")
+            + f": parameters {pruning['params_before']:,} -> {pruning['params_after']:,}, "
+            f"FLOPs per window {pruning['flops_before']:,} -> {pruning['flops_after']:,}"
+        )
         model = small
         m = score_torch(model, spec, held)
         rows.append(
             {
-                "variant": f"pytorch pruned {config.prune_ratio:.0%}",
+                "variant": f"pytorch pruned {ratio:.0%}",
                 "status": "reference",
                 "precision": "fp32",
                 "metrics": m,

@@ -34,6 +34,7 @@ __all__ = [
     "PruneReport",
     "count_flops",
     "pruned_config",
+    "ratio_for_budget",
     "prune_model",
     "fine_tune",
     "prune_report",
@@ -51,6 +52,7 @@ class PruneReport:
     flops_after: int
     config_after: dict[str, Any]
     fine_tune_epochs: int = 0
+    budget: dict[str, int] | None = None  # {"params": N} and/or {"flops": N} when asked for
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (for the manifest)."""
@@ -74,6 +76,48 @@ def pruned_config(config: ModelConfig, ratio: float) -> ModelConfig:
         lstm_hidden=tuple(_keep(h, ratio) for h in config.lstm_hidden),
         attention_dim=_keep(config.attention_dim, ratio),
     )
+
+
+def ratio_for_budget(
+    config: ModelConfig, *, params: int | None = None, flops: int | None = None
+) -> float:
+    """The smallest prune ratio whose model fits ``params`` parameters and/or ``flops`` FLOPs per
+    window (widths are whole units, so the result is the first ratio at which the rounded widths
+    fit; 0.0 when the model already fits).
+
+    Raises:
+        ConfigError: no budget given, or not even a 95% prune fits it.
+    """
+    if params is None and flops is None:
+        raise ConfigError("give a parameter or FLOP budget to prune to")
+
+    def fits(ratio: float) -> bool:
+        cfg = pruned_config(config, ratio)
+        if params is not None and count_parameters(MultimodalCnnLstm(cfg)) > params:
+            return False
+        return flops is None or count_flops(cfg) <= flops
+
+    if fits(0.0):
+        return 0.0
+    hi = 0.95
+    if not fits(hi):
+        smallest = pruned_config(config, hi)
+        raise ConfigError(
+            f"even a 95% prune leaves {count_parameters(MultimodalCnnLstm(smallest)):,} parameters "
+            f"and {count_flops(smallest):,} FLOPs per window, over the budget "
+            f"({'params ' + format(params, ',') if params is not None else ''}"
+            f"{' ' if params is not None and flops is not None else ''}"
+            f"{'FLOPs ' + format(flops, ',') if flops is not None else ''}); "
+            "raise the budget or train a smaller model (--size edge)"
+        )
+    lo = 0.0
+    while hi - lo > 1e-4:
+        mid = (lo + hi) / 2
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid
+    return round(hi, 4)
 
 
 def count_flops(config: ModelConfig) -> int:
@@ -254,9 +298,13 @@ def fine_tune(
 
 
 def prune_report(
-    before: MultimodalCnnLstm, after: MultimodalCnnLstm, ratio: float, epochs: int
+    before: MultimodalCnnLstm,
+    after: MultimodalCnnLstm,
+    ratio: float,
+    epochs: int,
+    budget: dict[str, int] | None = None,
 ) -> PruneReport:
-    """Parameters and FLOPs before and after."""
+    """Parameters and FLOPs before and after (and the budget the ratio was chosen for)."""
     return PruneReport(
         ratio=float(ratio),
         params_before=count_parameters(before),
@@ -265,4 +313,5 @@ def prune_report(
         flops_after=count_flops(after.config),
         config_after=after.config.to_json(),
         fine_tune_epochs=int(epochs),
+        budget=budget,
     )

@@ -86,6 +86,8 @@ def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
     assert ExportConfig(int8_format="QDQ").int8_format == "qdq"
     with pytest.raises(ConfigError, match="unknown INT8 format 'qlinear'.*qoperator, qdq"):
         ExportConfig(int8_format="qlinear")
+    with pytest.raises(ConfigError, match="either --prune .* or a budget"):
+        ExportConfig(prune_ratio=0.5, prune_params=40_000)
     assert ExportConfig().int8_keep_float == ("attention",)
     assert ExportConfig(int8_keep_float=["heads", "lstm"]).int8_keep_float == ("heads", "lstm")
     with pytest.raises(ConfigError, match=r"unknown INT8 group\(s\) \['atention'\].*attention, heads"):
@@ -252,3 +254,32 @@ def test_pruned_export_records_sizes_and_smaller_config(
     assert pruning["params_after"] < 0.4 * pruning["params_before"]
     assert pruning["flops_after"] < pruning["flops_before"]
     assert [r["variant"] for r in result.rows][:3] == ["pytorch", "pytorch pruned 50%", "fp32"]
+
+
+def test_export_prunes_to_a_parameter_budget(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    from fusion_edge.toolkit.checkpoint import load_run
+    from fusion_edge.toolkit.model import count_parameters
+
+    budget = count_parameters(load_run(tiny_run)[0]) // 2
+    cfg = ExportConfig(
+        precisions=("fp32",), latency_runs=1, squad_size=3, prune_params=budget, fine_tune_epochs=1
+    )
+    result = export(tiny_run, tiny_data, tmp_path / "b", cfg)
+    pruning = verify_bundle(tmp_path / "b")["pruning"]
+    assert pruning["budget"] == {"params": budget}
+    assert pruning["params_after"] <= budget < pruning["params_before"]
+    assert 0 < pruning["ratio"] < 0.95
+    assert any(r["variant"].startswith("pytorch pruned") for r in result.rows)
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert f"parameters {pruning['params_before']:,} -> {pruning['params_after']:,}" in report
+
+
+def test_cli_counts_take_suffixes() -> None:
+    from fusion_edge.cli.export_commands import parse_count
+
+    assert parse_count("40k", "--x") == 40_000
+    assert parse_count("3M", "--x") == 3_000_000
+    assert parse_count("1,500", "--x") == 1500
+    assert parse_count("", "--x") == 0
+    with pytest.raises(ConfigError, match="--prune-to-params 'forty' is not a count"):
+        parse_count("forty", "--prune-to-params")

@@ -69,3 +69,29 @@ def test_bad_ratio_is_refused(tiny_run: Path) -> None:
     model, _ = load_run(tiny_run)
     with pytest.raises(ConfigError, match="prune ratio"):
         pruned_config(model.config, 1.0)
+
+
+def test_budget_gives_the_smallest_ratio_that_fits(tiny_run: Path) -> None:
+    from fusion_edge.export.prune import ratio_for_budget
+    from fusion_edge.toolkit.model import count_parameters
+
+    model, _ = load_run(tiny_run)
+    cfg = model.config
+    full = count_parameters(model)
+
+    def params(ratio: float) -> int:
+        return count_parameters(MultimodalCnnLstm(pruned_config(cfg, ratio)))
+
+    budget = full // 3
+    r = ratio_for_budget(cfg, params=budget)
+    assert 0 < r < 0.95 and params(r) <= budget < params(r - 0.01)
+    flops = count_flops(cfg) // 2
+    rf = ratio_for_budget(cfg, flops=flops)
+    assert count_flops(pruned_config(cfg, rf)) <= flops < count_flops(pruned_config(cfg, rf - 0.01))
+    both = ratio_for_budget(cfg, params=budget, flops=flops)
+    assert both == pytest.approx(max(r, rf), abs=2e-4)
+    assert ratio_for_budget(cfg, params=full) == 0.0  # already fits: nothing to remove
+    with pytest.raises(ConfigError, match="even a 95% prune leaves .* parameters"):
+        ratio_for_budget(cfg, params=10)
+    with pytest.raises(ConfigError, match="parameter or FLOP budget"):
+        ratio_for_budget(cfg)
