@@ -250,8 +250,11 @@ def quantize_int8_cpu(
 
 
 @_quiet_quantizer()
-def quantize_int8_tensorrt(src: str | Path, dst: str | Path, calibration: CalibrationSet) -> Path:
-    """Write the explicit-Q/DQ INT8 variant for TensorRT (symmetric, per-channel, LSTM float)."""
+def quantize_int8_tensorrt(
+    src: str | Path, dst: str | Path, calibration: CalibrationSet, *, exclude: Sequence[str] = ()
+) -> Path:
+    """Write the explicit-Q/DQ INT8 variant for TensorRT (symmetric, per-channel, LSTM float;
+    the ``exclude`` nodes, from `node_groups`, also float)."""
     q = _ort_quant()
     onnx = _onnx()
     names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
@@ -262,6 +265,7 @@ def quantize_int8_tensorrt(src: str | Path, dst: str | Path, calibration: Calibr
             calibration.data_reader(names),
             quant_format=q.QuantFormat.QDQ,
             op_types_to_quantize=list(INT8_OP_TYPES),
+            nodes_to_exclude=list(exclude),
             per_channel=True,
             activation_type=q.QuantType.QInt8,
             weight_type=q.QuantType.QInt8,
@@ -302,10 +306,13 @@ def choose_int8_exclusions(
     keep_float: Sequence[str] = (),
     max_steps: int = 3,
     int8_format: Int8Format | str = Int8Format.QOPERATOR,
+    quantize: Callable[[Path, Path, list[str]], Path] | None = None,
 ) -> tuple[Path, Int8Trial, list[Int8Trial]]:
     """Quantize, measure, and keep groups in float greedily until ``judge`` accepts.
 
-    Starts with everything quantized but the ``keep_float`` groups. While the result is over
+    ``quantize(src, dst, nodes_kept_float)`` writes one candidate; by default the CPU variant
+    (`quantize_int8_cpu` in ``int8_format``). Starts with everything quantized but the
+    ``keep_float`` groups. While the result is over
     budget, tries keeping each remaining group in float and keeps the one that scores best, up
     to ``max_steps`` more groups.
     ``judge(path) -> (within_budget, score)``; score must have a ``"loss"`` (lower is better).
@@ -320,7 +327,10 @@ def choose_int8_exclusions(
         def attempt(excluded: tuple[str, ...]) -> tuple[Int8Trial, Path]:
             out = Path(tmp) / f"cand{len(trials)}.onnx"
             nodes = [n for g in excluded for n in groups[g]]
-            quantize_int8_cpu(src, out, calibration, exclude=nodes, int8_format=int8_format)
+            if quantize is None:
+                quantize_int8_cpu(src, out, calibration, exclude=nodes, int8_format=int8_format)
+            else:
+                quantize(Path(src), out, nodes)
             ok, score = judge(out)
             trial = Int8Trial(excluded, score, ok, out.stat().st_size)
             trials.append(trial)

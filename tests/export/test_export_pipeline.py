@@ -28,6 +28,9 @@ def test_bundle_is_complete_and_verifies(tiny_bundle) -> None:
     manifest = verify_bundle(tiny_bundle.bundle)
     names = [v["name"] for v in manifest["variants"]]
     assert names == ["fp32", "fp16", "int8_cpu", "int8_qdq_tensorrt"]
+    trt = manifest["variants"][3]
+    assert trt["kept_float"][0] == "LSTM" and trt["selection"][0]["kept_float"] == []
+    assert trt["status"] == ("ok" if trt["selection"][-1]["within_budget"] else "over budget")
     assert manifest["fallback"] == {
         **manifest["fallback"],
         "variant": "fp32",

@@ -171,6 +171,13 @@ def test_tensorrt_qdq_is_symmetric_and_keeps_lstm_float(fp32) -> None:
         and n.input[2] in inits
     ]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    # Groups kept float by the search get no Q/DQ: the heads' Gemm reads its float input.
+    groups = node_groups(src)
+    kept = onnx.load(str(quantize_int8_tensorrt(src, folder / "trt_h.onnx", calib, exclude=groups["heads"])))
+    producer = {o: n for n in kept.graph.node for o in n.output}
+    gemm = next(n for n in kept.graph.node if n.op_type == "Gemm")
+    assert producer[gemm.input[0]].op_type != "DequantizeLinear"
+    assert gemm.input[1] in {i.name for i in kept.graph.initializer}  # float weights, no DQ
 
 
 def test_exclusion_search_keeps_float_what_the_judge_needs(fp32) -> None:
