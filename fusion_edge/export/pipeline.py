@@ -47,7 +47,6 @@ from fusion_edge.export.quantize import (
     choose_int8_exclusions,
     convert_fp16,
     node_groups,
-    quantize_int8_cpu,
     quantize_int8_tensorrt,
 )
 from fusion_edge.runtime.bundle import BundleWriter, Precision
@@ -477,15 +476,7 @@ def export(
                     "int8_format": config.int8_format,
                     "quantization_aware": qat,
                     "calibration": {"windows": len(calib), **dict(calib.meta)},
-                    "selection": [
-                        {
-                            "kept_float": list(t.excluded_groups),
-                            "within_budget": t.within_budget,
-                            "loss": t.score["loss"],
-                            "size_bytes": t.size_bytes,
-                        }
-                        for t in trials
-                    ],
+                    "selection": [t.to_json() for t in trials],
                 },
             )
             say("quantizing INT8 Q/DQ for TensorRT")
@@ -518,15 +509,7 @@ def export(
                     "status": "ok" if trt_chosen.within_budget else "over budget",
                     "kept_float": ["LSTM", *trt_chosen.excluded_groups],
                     "note": "accuracy and latency measured with onnxruntime CPU",
-                    "selection": [
-                        {
-                            "kept_float": list(t.excluded_groups),
-                            "within_budget": t.within_budget,
-                            "loss": t.score["loss"],
-                            "size_bytes": t.size_bytes,
-                        }
-                        for t in trt_trials
-                    ],
+                    "selection": [t.to_json() for t in trt_trials],
                 },
             )
         _relate(rows, reference, torch_ref)
@@ -600,19 +583,19 @@ def _quantization_aware(
     )
     src = tmp / "model_qat_1d.onnx"
     export_onnx(tuned, src, metadata={**meta, "precision": "fp32"}, encoders_2d=False)
-    candidate = tmp / "model_qat_int8.onnx"
-    nodes = [n for g in ptq.excluded_groups for n in groups[g]]
-    quantize_int8_cpu(src, candidate, calib, exclude=nodes, int8_format=config.int8_format)
-    ok, score = judge(candidate)
-    trial = Int8Trial(ptq.excluded_groups, score, ok, candidate.stat().st_size)
-    used = ok or score["loss"] < ptq.score["loss"]
+    # One measured candidate with the post-training choice's float groups (no further search).
+    candidate, trial, _ = choose_int8_exclusions(
+        src, tmp / "model_qat_int8.onnx", calib, groups, judge,
+        keep_float=ptq.excluded_groups, max_steps=0, int8_format=config.int8_format,
+    )
+    used = trial.within_budget or trial.score["loss"] < ptq.score["loss"]
     record = {
         "epochs": int(config.qat_epochs),
         "lr": float(config.qat_lr),
         "used": bool(used),
         "post_training_loss": ptq.score["loss"],
-        "quantization_aware_loss": score["loss"],
-        "within_budget": bool(ok),
+        "quantization_aware_loss": trial.score["loss"],
+        "within_budget": bool(trial.within_budget),
     }
     if not used:
         return ptq, model, record

@@ -102,12 +102,12 @@ def ratio_for_budget(
     hi = 0.95
     if not fits(hi):
         smallest = pruned_config(config, hi)
+        wanted = ", ".join(
+            f"{what} {n:,}" for what, n in (("params", params), ("FLOPs", flops)) if n is not None
+        )
         raise ConfigError(
             f"even a 95% prune leaves {count_parameters(MultimodalCnnLstm(smallest)):,} parameters "
-            f"and {count_flops(smallest):,} FLOPs per window, over the budget "
-            f"({'params ' + format(params, ',') if params is not None else ''}"
-            f"{' ' if params is not None and flops is not None else ''}"
-            f"{'FLOPs ' + format(flops, ',') if flops is not None else ''}); "
+            f"and {count_flops(smallest):,} FLOPs per window, over the budget ({wanted}); "
             "raise the budget or train a smaller model (--size edge)"
         )
     lo = 0.0

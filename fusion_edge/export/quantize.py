@@ -295,6 +295,15 @@ class Int8Trial:
     size_bytes: int
     notes: list[str] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's ``variants[].selection`` entry."""
+        return {
+            "kept_float": list(self.excluded_groups),
+            "within_budget": self.within_budget,
+            "loss": self.score["loss"],
+            "size_bytes": self.size_bytes,
+        }
+
 
 def choose_int8_exclusions(
     src: str | Path,
