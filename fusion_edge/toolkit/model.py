@@ -154,10 +154,14 @@ class AdditiveAttention(nn.Module):
         self.v = nn.Linear(hidden, 1, bias=False)
 
     def forward(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[T, B, D]`` -> (``[B, D]`` context, ``[T, B]`` weights)."""
-        e = self.v(torch.tanh(self.w(f))).squeeze(-1)
-        a = torch.softmax(e, dim=0)
-        return (a.unsqueeze(-1) * f).sum(dim=0), a
+        """``[T, B, D]`` -> (``[B, D]`` context, ``[T, B]`` weights).
+
+        The scores stay ``[T, B, 1]`` through the softmax and the weighted sum; only the
+        returned weights are squeezed, which `forward` discards, so the exported graph has no
+        Squeeze/Unsqueeze pair around the softmax.
+        """
+        a = torch.softmax(self.v(torch.tanh(self.w(f))), dim=0)
+        return (a * f).sum(dim=0), a.squeeze(-1)
 
 
 class TaskHeads(nn.ModuleList):
@@ -213,6 +217,8 @@ class MultimodalCnnLstm(nn.Module):
         ranges = config.value_ranges or tuple((0.0, 0.0) for _ in config.tasks)
         self.register_buffer("_lo", torch.tensor([r[0] for r in ranges], dtype=torch.float32), persistent=False)
         self.register_buffer("_hi", torch.tensor([r[1] for r in ranges], dtype=torch.float32), persistent=False)
+        # A [0, 1] range is the sigmoid itself: no scale and shift nodes in the exported graph.
+        self._unit_range = tuple(tuple(map(float, r)) == (0.0, 1.0) for r in ranges)
 
     def _features(self, inputs: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per-modality ``[B, latent, T]`` parts and the merged time-major ``[T, B, D]``."""
@@ -241,7 +247,9 @@ class MultimodalCnnLstm(nn.Module):
         out = []
         for i, ((_, kind, _), y) in enumerate(zip(self.config.tasks, self.heads(z), strict=True)):
             if kind == "regression":
-                y = self._lo[i] + (self._hi[i] - self._lo[i]) * torch.sigmoid(y.squeeze(-1))
+                y = torch.sigmoid(y.squeeze(-1))
+                if not self._unit_range[i]:
+                    y = self._lo[i] + (self._hi[i] - self._lo[i]) * y
             out.append(y)
         return tuple(out)
 

@@ -148,8 +148,10 @@ def test_float_islands_follow_their_producers(fp32) -> None:
     by_name = {n.name: n.op_type for n in graph.node}
     # Inside the encoders every pass-through op follows a quantized conv: none stays float.
     assert not [n for n in islands if n.startswith("/encoders.")]
-    # The heads' input concat (fed by the float attention sum) and the range offset stay float.
-    assert "/Concat_1" in islands and "/Add" in islands
+    # The heads' input concat (fed by the float attention sum) stays float. (A [0, 1] quality
+    # range is the sigmoid itself, so there is no range offset Add after it any more.)
+    assert "/Concat_1" in islands
+    assert not [n for n, op in by_name.items() if op == "Add" and not n.startswith("/attention")]
     assert all(by_name[n] in ("Relu", "MaxPool", "Transpose", "Concat", "Add") for n in islands)
     groups = node_groups(src)
     attention_float = float_islands(graph, exclude=groups["attention"])

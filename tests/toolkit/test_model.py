@@ -69,6 +69,19 @@ def test_regression_output_stays_in_its_range(config: ModelConfig) -> None:
             assert (effort >= -2.0).all() and (effort <= 3.0).all()
 
 
+def test_a_range_maps_the_sigmoid_and_a_unit_range_is_the_sigmoid(config: ModelConfig) -> None:
+    from dataclasses import replace
+
+    model = MultimodalCnnLstm(config).eval()
+    unit = MultimodalCnnLstm(replace(config, value_ranges=((0.0, 0.0), (0.0, 1.0)))).eval()
+    unit.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        _, effort = model(*inputs())
+        _, score = unit(*inputs())
+    # Same weights, so the same sigmoid underneath: (-2, 3) is 5 * it - 2.
+    torch.testing.assert_close(effort, -2.0 + 5.0 * score)
+
+
 def test_subset_of_tasks(tiny_model: dict) -> None:
     cfg = ModelConfig.for_dataset(odd_spec(), tasks=("effort",), **tiny_model)
     assert cfg.tasks == (("effort", "regression", 1),)
