@@ -73,15 +73,24 @@ def train(
     task: list[str] = typer.Option(None, "--task", help="Train only these tasks (default: all)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    task_weighting: str = typer.Option(
+        "fixed", "--task-weighting",
+        help="Multitask loss weights: fixed (class 1, regression 10) or uncertainty (learned from there).",
+    ),
 ) -> None:
     """Train the multimodal CNN-LSTM (under torchrun it trains with DDP)."""
+    from fusion_edge.toolkit.task_weighting import WEIGHTINGS
     from fusion_edge.toolkit.train import TrainConfig, train_run
 
     if size not in ("edge", "paper"):
         console.print(f"[red]error:[/] unknown size '{size}': choose edge or paper")
         raise typer.Exit(2)
+    if task_weighting not in WEIGHTINGS:
+        console.print(f"[red]error:[/] unknown task weighting '{task_weighting}': choose {' or '.join(WEIGHTINGS)}")
+        raise typer.Exit(2)
     with cli_errors():
-        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                          task_weighting=task_weighting)
         result, path = train_run(data, out, size=size, tasks=tuple(task) if task else None, config=cfg)
     if path is None:
         return
@@ -98,6 +107,9 @@ def train(
             table.add_row(name, "MAE", f"{m['mae']:.4f}")
             table.add_row("", "relative error", f"{100 * m['relative_error']:.1f}%")
     console.print(table)
+    if len(result.task_weights) > 1:
+        console.print("task weights at the end: " + ", ".join(
+            f"{k} {v:.3g}" for k, v in result.task_weights.items()))
     console.print(f"run written to [bold]{path}[/]")
 
 

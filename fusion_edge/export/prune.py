@@ -256,7 +256,8 @@ def fine_tune(
 
     Uses the run's normalization (not refitted) so the bundle's statistics stay valid.
     """
-    # The loss and tensor assembly are training's own, so pruning recovers on the same objective.
+    # The loss and tensor assembly are training's own: the fixed-weight loss that training
+    # validates and selects on (a few epochs are too few to learn task weights anew).
     from fusion_edge.toolkit.train import compute_loss, make_tensors
 
     if epochs <= 0:

@@ -22,8 +22,9 @@ from fusion_edge.toolkit.dataset import Dataset, DatasetSpec
 from fusion_edge.toolkit.metrics import classification_metrics, regression_metrics
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.splits import GroupedSplit, split_by_player
+from fusion_edge.toolkit.task_weighting import WEIGHTINGS, UncertaintyWeighting
 
-__all__ = ["TrainConfig", "TrainResult", "train", "predict", "make_tensors", "compute_loss"]
+__all__ = ["TrainConfig", "TrainResult", "train", "predict", "make_tensors", "compute_loss", "task_losses"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class TrainConfig:
     plateau_patience: int = 3
     plateau_factor: float = 0.5
     task_weights: dict[str, float] = field(default_factory=dict)  # default: class 1, regression 10
+    # "fixed": the weights above stay; "uncertainty": they are where learned weights start
+    # (task_weighting.py). A single-task model has nothing to weigh either way.
+    task_weighting: str = "fixed"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 0
@@ -58,6 +62,7 @@ class TrainResult:
     val_metrics: dict[str, Any]
     seconds: float
     epoch_seconds: float
+    task_weights: dict[str, float] = field(default_factory=dict)  # the weights training ended with
 
 
 def _dist_info() -> tuple[bool, int, int, int]:
@@ -88,18 +93,27 @@ def make_tensors(ds: Dataset, idx: np.ndarray, norm: Normalization, spec: Datase
     return xs, ys
 
 
-def compute_loss(model: MultimodalCnnLstm, outputs, ys, weights: dict[str, float]) -> torch.Tensor:
-    """Training's multitask loss: weighted cross-entropy per class head plus MSE per regression
-    head, each ignoring missing labels (-1 / NaN)."""
-    total = outputs[0].new_zeros(())
-    for (name, kind, _), out, y in zip(model.config.tasks, outputs, ys, strict=True):
+def task_losses(model: MultimodalCnnLstm, outputs, ys) -> list[torch.Tensor | None]:
+    """Per task, in the model's order: cross-entropy (class) or MSE (regression) over the
+    labelled windows (-1 / NaN mean no label), or None where the batch has no label of it."""
+    losses: list[torch.Tensor | None] = []
+    for (_, kind, _), out, y in zip(model.config.tasks, outputs, ys, strict=True):
         if kind == "class":
-            if (y >= 0).any():
-                total = total + weights[name] * nn.functional.cross_entropy(out.float(), y, ignore_index=-1)
+            labelled = bool((y >= 0).any())
+            losses.append(nn.functional.cross_entropy(out.float(), y, ignore_index=-1) if labelled else None)
         else:
             keep = ~torch.isnan(y)
-            if keep.any():
-                total = total + weights[name] * nn.functional.mse_loss(out.float()[keep], y[keep])
+            losses.append(nn.functional.mse_loss(out.float()[keep], y[keep]) if keep.any() else None)
+    return losses
+
+
+def compute_loss(model: MultimodalCnnLstm, outputs, ys, weights: dict[str, float]) -> torch.Tensor:
+    """The multitask loss with fixed weights: the sum of `task_losses` times ``weights[task]``.
+    Validation, model selection and the scheduler use it whatever the training weighting."""
+    total = outputs[0].new_zeros(())
+    for (name, _, _), loss in zip(model.config.tasks, task_losses(model, outputs, ys), strict=True):
+        if loss is not None:
+            total = total + weights[name] * loss
     return total
 
 
@@ -169,11 +183,21 @@ def train(
     x_tr, y_tr = _tensors(dataset, tr_idx, norm, spec, tasks)
     x_va, y_va = _tensors(dataset, va_idx, norm, spec, tasks)
 
+    if config.task_weighting not in WEIGHTINGS:
+        raise ValueError(f"task_weighting must be one of {', '.join(WEIGHTINGS)}, got {config.task_weighting!r}")
     model = MultimodalCnnLstm(model_config).to(device)
     net: nn.Module = model
     if distributed:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    learned = None
+    if config.task_weighting == "uncertainty" and len(tasks) > 1:
+        learned = UncertaintyWeighting(
+            [kind for _, kind, _ in model_config.tasks], [weights[name] for name in tasks]
+        ).to(device)
+    groups = [{"params": list(model.parameters())}]
+    if learned is not None:  # the log-variances are not weights to shrink
+        groups.append({"params": list(learned.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=config.plateau_factor, patience=config.plateau_patience)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -205,9 +229,17 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                     outputs = net(*xs)
-                    loss = _loss(model, outputs, ys, weights)
+                    if learned is None:
+                        loss = _loss(model, outputs, ys, weights)
+                    else:
+                        loss = learned(task_losses(model, outputs, ys))
                 scaler.scale(loss).backward()
                 scaler.unscale_(opt)
+                if learned is not None and distributed:  # outside DDP: average their gradients here
+                    for p in learned.parameters():
+                        if p.grad is not None:
+                            torch.distributed.all_reduce(p.grad)
+                            p.grad /= world
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 scaler.step(opt)
                 scaler.update()
@@ -226,6 +258,7 @@ def train(
                 "train_loss": total / max(batches, 1),
                 "val_loss": val_loss,
                 "lr": opt.param_groups[0]["lr"],
+                **({"task_weights": dict(zip(tasks, learned.weights(), strict=True))} if learned else {}),
                 "seconds": epoch_times[-1],
                 **{f"val_{k}": _headline(v) for k, v in metrics.items()},
             }
@@ -251,6 +284,7 @@ def train(
         val_metrics=val_metrics,
         seconds=time.perf_counter() - start,
         epoch_seconds=float(np.median(epoch_times)),
+        task_weights=dict(zip(tasks, learned.weights(), strict=True)) if learned else dict(weights),
     )
 
 
@@ -307,7 +341,8 @@ def train_run(
             result.normalization,
             result.split,
             {**asdict(config), "best_epoch": result.best_epoch, "seconds": result.seconds,
-             "epoch_seconds": result.epoch_seconds, "data": str(data)},
+             "epoch_seconds": result.epoch_seconds, "data": str(data),
+             "task_weights_final": result.task_weights},
             result.history,
             {"val": result.val_metrics},
         )

@@ -181,6 +181,12 @@ def test_train_unknown_size(workflow: dict, tmp_path: Path) -> None:
     assert "unknown size 'huge': choose edge or paper" in flat(res.output)
 
 
+def test_train_unknown_task_weighting(workflow: dict, tmp_path: Path) -> None:
+    res = invoke("train", "--data", workflow["data"], "--out", tmp_path / "r", "--task-weighting", "learnt")
+    assert res.exit_code == 2 and not (tmp_path / "r").exists()
+    assert "unknown task weighting 'learnt': choose uncertainty or fixed" in flat(res.output)
+
+
 def test_ablation_over_seeds_reports_mean_and_paired_steps(workflow: dict, tmp_path: Path) -> None:
     out = tmp_path / "ablation.json"
     res = invoke("ablation", "--data", workflow["data"], "--epochs", "1", "--seeds", "2", "--json", out)
