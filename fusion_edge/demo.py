@@ -12,11 +12,12 @@ import argparse
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
-console = Console()
+from fusion_edge.cli.common import make_console
+
+console = make_console()
 
 
 def main(argv: list[str] | None = None) -> int:

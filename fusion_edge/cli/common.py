@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,8 +11,22 @@ from rich.console import Console
 
 from fusion_edge.errors import FusionEdgeError
 
-console = Console()
-err_console = Console(stderr=True)
+# Width of the tables when the output is not a terminal (a CI log, a file, a pipe), where rich
+# would otherwise assume 80 columns and wrap the export table's 11 columns into unreadable
+# slivers. COLUMNS, when set, still wins.
+PIPE_WIDTH = 160
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A rich console that keeps tables whole when its output is not a terminal."""
+    c = Console(stderr=stderr)
+    if not c.is_terminal and "COLUMNS" not in os.environ:
+        c = Console(stderr=stderr, width=PIPE_WIDTH)
+    return c
+
+
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 @contextmanager
