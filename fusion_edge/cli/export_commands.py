@@ -91,6 +91,10 @@ def export_command(
     ),
     hop: float = typer.Option(1.0, "--hop", help="Seconds between two scorings of a player on the box."),
     latency_runs: int = typer.Option(30, "--latency-runs", help="Timed runs per latency figure."),
+    latency_threads: int = typer.Option(
+        1, "--latency-threads",
+        help="Intra-op threads for the latency figures (1: as the box runs; 0: one per core).",
+    ),
     int8_format: str = typer.Option(
         "qoperator", "--int8-format", help="CPU INT8 graph: qoperator (smallest) or qdq."
     ),
@@ -126,6 +130,7 @@ def export_command(
             fine_tune_lr=fine_tune_lr,
             hop_seconds=hop,
             latency_runs=latency_runs,
+            latency_threads=latency_threads,
             int8_format=int8_format,
             int8_keep_float=tuple(g.strip() for g in int8_keep_float.split(",") if g.strip()),
             qat_epochs=qat_epochs,

@@ -1,15 +1,17 @@
 """How export measures a variant: accuracy on held-out windows and latency, the same way for all.
 
 Accuracy uses `fusion_edge.toolkit.train.task_metrics` (the keys `evaluate` reports).
-Latency is the median wall time of one call after warm-up, on the CPU with onnxruntime's
-default threads (or PyTorch eager, for the reference row), at batch 1 (one player) and at the
-squad size (every player in one call, as the box batches each hop).
+Latency is the median wall time of one call after warm-up, on the CPU with onnxruntime (or
+PyTorch eager, for the reference rows) on as many intra-op threads as the box's runtime uses (1
+by default, `fusion_edge.runtime.backends`), at batch 1 (one player) and at the squad size
+(every player in one call, as the box batches each hop).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,10 +133,15 @@ def _batch(inputs: Sequence[np.ndarray], b: int) -> list[np.ndarray]:
 
 
 def onnx_latency(
-    path: str | Path, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int = 30
+    path: str | Path,
+    inputs: Sequence[np.ndarray],
+    batches: Sequence[int],
+    runs: int = 30,
+    threads: int = 1,
 ) -> dict[str, float]:
-    """``{"batch_1": ms, "batch_22": ms, ...}`` for an ONNX file on onnxruntime CPU."""
-    sess = onnx_session(path)
+    """``{"batch_1": ms, "batch_22": ms, ...}`` for an ONNX file on onnxruntime CPU with
+    ``threads`` intra-op threads (0: onnxruntime's default, one per core)."""
+    sess = onnx_session(path, threads=threads)
     names = [i.name for i in sess.get_inputs()]
     res = {}
     for b in batches:
@@ -143,11 +150,34 @@ def onnx_latency(
     return res
 
 
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch on ``threads`` intra-op threads for a while (0: leave it alone)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def torch_latency(
-    model: MultimodalCnnLstm, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int = 30
+    model: MultimodalCnnLstm,
+    inputs: Sequence[np.ndarray],
+    batches: Sequence[int],
+    runs: int = 30,
+    threads: int = 1,
 ) -> dict[str, float]:
     """Same as `onnx_latency` for the PyTorch model in eager mode (the reference)."""
     model = model.cpu().eval()
+    with torch_threads(threads):
+        return _torch_latency(model, inputs, batches, runs)
+
+
+def _torch_latency(
+    model: MultimodalCnnLstm, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int
+) -> dict[str, float]:
     res = {}
     for b in batches:
         xs = [torch.from_numpy(x) for x in _batch(inputs, b)]

@@ -104,6 +104,9 @@ class ExportConfig:
         hop_seconds: How often the box scores each player (the manifest's hop; the training
             dataset's own window spacing says nothing about deployment).
         latency_runs: Timed runs per latency figure (after warm-up).
+        latency_threads: Intra-op threads of the latency figures, onnxruntime and PyTorch
+            alike: 1, what the box's runtime uses (`runtime.backends`); 0 for the libraries'
+            defaults (one per core, which at batch 1 on a small model is slower, not faster).
         max_accuracy_drop: INT8 budget per class head (fraction: 0.005 = 0.5 points).
         max_relative_error_increase: INT8 budget per regression head (relative).
         int8_format: Graph format of the CPU INT8 variant (`Int8Format`: ``qoperator``, the
@@ -133,6 +136,7 @@ class ExportConfig:
     fine_tune_lr: float = 1e-3
     hop_seconds: float = 1.0
     latency_runs: int = 30
+    latency_threads: int = 1
     max_accuracy_drop: float = 0.005
     max_relative_error_increase: float = 0.10
     int8_format: str = Int8Format.QOPERATOR.value
@@ -186,6 +190,10 @@ class ExportConfig:
             raise ConfigError(f"quantization-aware learning rate must be in (0, 1), got {self.qat_lr}")
         if int(self.latency_runs) < 1:
             raise ConfigError(f"latency runs must be >= 1, got {self.latency_runs}")
+        if int(self.latency_threads) < 0:
+            raise ConfigError(
+                f"latency threads must be >= 0 (0: the libraries' defaults), got {self.latency_threads}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (tuples become lists)."""
@@ -277,7 +285,7 @@ def export(
     tune = _held_out(info, ds, val_idx, "val") if val_idx.size else held
     calib = calibration_set(info, ds, config) if "int8" in config.precisions else None
     batches = sorted({1, int(config.squad_size)})
-    runs = int(config.latency_runs)
+    runs, threads = int(config.latency_runs), int(config.latency_threads)
     spec = ds.spec
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
@@ -290,7 +298,7 @@ def export(
             "precision": "fp32",
             "metrics": torch_metrics,
             "headline": headline(torch_metrics),
-            "latency_ms": torch_latency(model, held.inputs, batches, runs),
+            "latency_ms": torch_latency(model, held.inputs, batches, runs, threads),
         }
     )
     pruning = None
@@ -344,7 +352,7 @@ def export(
                 "precision": "fp32",
                 "metrics": m,
                 "headline": headline(m),
-                "latency_ms": torch_latency(model, held.inputs, batches, runs),
+                "latency_ms": torch_latency(model, held.inputs, batches, runs, threads),
             }
         )
     torch_ref = rows[-1]
@@ -359,7 +367,7 @@ def export(
         ) -> dict:
             path = writer.path(file)
             metrics = score_onnx(path, mcfg, spec, held)
-            lat = onnx_latency(path, held.inputs, batches, runs)
+            lat = onnx_latency(path, held.inputs, batches, runs, threads)
             entry = writer.add_variant(
                 {
                     "name": name,

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import typer
@@ -95,6 +96,40 @@ def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
     assert ExportConfig(int8_keep_float=["heads", "lstm"]).int8_keep_float == ("heads", "lstm")
     with pytest.raises(ConfigError, match=r"unknown INT8 group\(s\) \['atention'\].*attention, heads"):
         ExportConfig(int8_keep_float=("atention",))
+    assert ExportConfig().latency_threads == 1  # as the box's runtime runs
+    with pytest.raises(ConfigError, match=r"latency threads must be >= 0 \(0: the libraries' defaults\), got -1"):
+        ExportConfig(latency_threads=-1)
+
+
+def test_latency_runs_on_the_threads_asked_for(tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
+    import onnxruntime as ort
+    import torch
+
+    from fusion_edge.export import measure
+    from fusion_edge.toolkit.checkpoint import load_run
+
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(path, opts=None, **kw):
+        seen.append(opts.intra_op_num_threads if opts is not None else None)
+        return real(path, opts, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    model, info = load_run(tiny_run)
+    src = tmp_path / "m.onnx"
+    from fusion_edge.export.onnx_export import export_onnx
+
+    export_onnx(model, src)
+    xs = [np.zeros((2, c, n), np.float32) for _, c, n in info.model.modalities]
+    assert set(measure.onnx_latency(src, xs, [1, 2], runs=1, threads=1)) == {"batch_1", "batch_2"}
+    measure.onnx_latency(src, xs, [1], runs=1, threads=0)
+    assert seen == [1, 0]
+    before = torch.get_num_threads()
+    during = []
+    monkeypatch.setattr(measure, "_torch_latency", lambda *a: during.append(torch.get_num_threads()) or {})
+    measure.torch_latency(model, xs, [1], runs=1, threads=1)
+    assert during == [1] and torch.get_num_threads() == before
 
 
 def test_dataset_that_does_not_match_is_refused(
