@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
+from fusion_edge.cli.common import make_console
 from fusion_edge.export.pipeline import ExportConfig, export
 
 RESULTS = Path(__file__).parent / "results" / "export_int8.json"
@@ -149,7 +149,7 @@ def main() -> int:
             f"{v['speedup']:.2f}x",
             "",
         )
-    Console().print(table)
+    make_console().print(table)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2))
     print(f"wrote {RESULTS}")

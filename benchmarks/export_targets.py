@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 
+from fusion_edge.cli.common import make_console
 from fusion_edge.export.onnx_export import compact_graph, export_onnx, onnx_session
 from fusion_edge.export.pipeline import ExportConfig, ExportResult, export
 
@@ -149,7 +149,7 @@ def main() -> int:
     ap.add_argument("--inner", type=int, default=25, help="timed calls per model per round")
     ap.add_argument("--no-paper", action="store_true", help="skip the paper-size size ratio")
     args = ap.parse_args()
-    console = Console()
+    console = make_console()
     with tempfile.TemporaryDirectory(prefix="fe-targets-") as tmp_s:
         tmp = Path(tmp_s)
         run, data = (args.run, args.data) if args.run and args.data else _make_run(tmp)

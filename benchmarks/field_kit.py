@@ -290,8 +290,9 @@ def main() -> None:
                                   players=6)["profile"]
         args.out.write_text(json.dumps(doc, indent=2))
 
-    from rich.console import Console
     from rich.table import Table
+
+    from fusion_edge.cli.common import make_console
 
     t = Table(title=f"field kit: 11v11, {live['players']} players, INT8 CPU, {args.seconds:.0f} s")
     for c in ("run", "p50 ms", "p99 ms", "max ms", "lost", "CPU % (1 core)", "RSS MB", "what it measures"):
@@ -304,14 +305,14 @@ def main() -> None:
                     paced["cpu_percent_one_core"], paced["rss_mb_peak"], "fresh process, no torch, real time"))
     t.add_row("target", "", f"<= {TARGETS['p99_ms']:.0f}", "", "0", f"<= {TARGETS['cpu_percent_one_core']:.0f}",
               f"<= {TARGETS['rss_mb']:.0f}", "issue 6")
-    Console().print(t)
+    make_console().print(t)
     if "profile" in doc:
         p = Table(title="where the in-process kit's CPU goes (cProfile self time)")
         p.add_column("package")
         p.add_column("share %", justify="right")
         for k, v in doc["profile"]["share_percent"].items():
             p.add_row(k, f"{v:.1f}")
-        Console().print(p)
+        make_console().print(p)
     print(f"wrote {args.out}")
 
 

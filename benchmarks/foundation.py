@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
+from fusion_edge.cli.common import make_console
 from fusion_edge.cli.toolkit_commands import print_ablation, print_seed_summary
 from fusion_edge.scenarios import get_scenario
 from fusion_edge.toolkit.ablation import run_ablation, summarize_seeds
@@ -31,7 +31,7 @@ from fusion_edge.toolkit.model import ModelConfig
 from fusion_edge.toolkit.scenario_dataset import simulate_dataset
 from fusion_edge.toolkit.train import TrainConfig, train
 
-console = Console()
+console = make_console()
 
 
 def epoch_seconds(ds: Dataset, size: str, device: str, epochs: int = 3) -> float:
