@@ -45,16 +45,26 @@ def simulate(
     sessions: int = typer.Option(1, "--sessions", help="Sessions per scenario (new players each)."),
     scenario_file: Path = typer.Option(None, "--scenario-file", help="Extra scenarios (TOML)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
+    windows: str = typer.Option(
+        "cycle-end", "--windows",
+        help="Where windows end: cycle-end (at their action cycle's end) or any-phase (anywhere "
+        "after its key event, as the box's sliding windows do; see docs/scenarios.md).",
+    ),
 ) -> None:
     """Simulate sessions of sport scenarios and write them as a dataset."""
     from fusion_edge.scenarios import get_scenario
-    from fusion_edge.toolkit.scenario_dataset import simulate_dataset
+    from fusion_edge.toolkit.scenario_dataset import WINDOW_LAYOUTS, WindowingConfig, simulate_dataset
 
+    layout = windows.replace("-", "_")
+    if layout not in WINDOW_LAYOUTS:
+        console.print(f"[red]error:[/] unknown --windows '{windows}': choose cycle-end or any-phase")
+        raise typer.Exit(2)
     with cli_errors():
         scns = [get_scenario(name, scenario_file) for name in scenario]
         summary = simulate_dataset(
             scns, out, seed=seed, duration_s=None if minutes is None else minutes * 60.0,
-            sessions=sessions, overwrite=overwrite, progress=lambda m: console.print(f"  {m}"),
+            sessions=sessions, cfg=WindowingConfig(windows=layout), overwrite=overwrite,
+            progress=lambda m: console.print(f"  {m}"),
         )
     console.print(
         f"wrote {summary['windows']} windows from {summary['players']} players "
@@ -107,8 +117,8 @@ def train(
             table.add_row(name, "MAE", f"{m['mae']:.4f}")
             table.add_row("", "relative error", f"{100 * m['relative_error']:.1f}%")
     console.print(table)
-    if len(result.task_weights) > 1:
-        console.print("task weights at the end: " + ", ".join(
+    if task_weighting == "uncertainty" and len(result.task_weights) > 1:
+        console.print("learned task weights at the end: " + ", ".join(
             f"{k} {v:.3g}" for k, v in result.task_weights.items()))
     console.print(f"run written to [bold]{path}[/]")
 

@@ -35,6 +35,8 @@ class CycleProfile:
         gyro_extra: extra body-frame angular rate of swings [n, 3] (rad/s).
         acc_extra: extra body-frame acceleration of impacts and ground contact [n, 3] (m/s^2).
         gait: 0..1 how much stride oscillation the cadence model adds.
+        event_s: when the key event (take-off, plant-and-swing, slide...) happens, seconds from
+            the start of the cycle.
     """
 
     v_fwd: np.ndarray
@@ -46,6 +48,7 @@ class CycleProfile:
     gyro_extra: np.ndarray
     acc_extra: np.ndarray
     gait: np.ndarray
+    event_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ def action_profile(
         gyro_extra=np.zeros((n, 3)),
         acc_extra=np.zeros((n, 3)),
         gait=np.ones(n),
+        event_s=float(te),
     )
     side = rng.choice([-1.0, 1.0])
 

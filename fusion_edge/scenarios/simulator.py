@@ -35,6 +35,9 @@ class SimulatedSession:
         action, tactic: ``[players, cycles]`` label indices into ``ACTIONS`` / ``TACTICS``.
         quality: ``[players, cycles]`` training-quality score in [0, 1].
         cycle_start_s: ``[cycles]`` start time of each action cycle.
+        event_s: ``[players, cycles]`` session time of each cycle's key event (the jump, the
+            swing, the slide...): what a player "just did" at time t is the cycle whose key
+            event came last before t.
         team: ``[players]`` team index; attack_dir: ``[players]`` +1 / -1 along x.
     """
 
@@ -54,6 +57,7 @@ class SimulatedSession:
     quality: np.ndarray
     cycle_start_s: np.ndarray
     truth_pos: np.ndarray
+    event_s: np.ndarray
 
     @property
     def duration_s(self) -> float:
@@ -186,6 +190,7 @@ def simulate_session(
     action = np.zeros((n_players, cycles), dtype=np.int64)
     tactic = np.zeros((n_players, cycles), dtype=np.int64)
     quality = np.zeros((n_players, cycles), dtype=np.float32)
+    event_s = np.zeros((n_players, cycles))
 
     cur_pos = pos0.copy()
     cur_yaw = yaw0.copy()
@@ -207,6 +212,7 @@ def simulate_session(
                 ACTIONS[intent.action], per, IMU_RATE_HZ, intent.quality, scenario.intensity, rng,
                 styles[i],
             )
+            event_s[i, k] = k * CYCLE_S + prof.event_s
             v_f = prof.v_fwd + (cur_v[i, 0] - prof.v_fwd[0]) * settle
             v_l = prof.v_lat + (cur_v[i, 1] - prof.v_lat[0]) * settle
             pit = prof.pitch + (cur_att[i, 0] - prof.pitch[0]) * settle
@@ -285,4 +291,5 @@ def simulate_session(
         quality=quality,
         cycle_start_s=np.arange(cycles) * CYCLE_S,
         truth_pos=pos.astype(np.float32),
+        event_s=event_s,
     )

@@ -26,7 +26,9 @@ from fusion_edge.scenarios import ACTIONS, TACTICS, Scenario, SimulatedSession, 
 from fusion_edge.scenarios.sensors import IMU_CHANNELS, IMU_UNITS
 from fusion_edge.toolkit.dataset import DatasetSpec, DatasetWriter, ModalitySpec, TaskSpec
 
-__all__ = ["WindowingConfig", "session_windows", "simulate_dataset", "scenario_dataset_spec"]
+__all__ = ["WINDOW_LAYOUTS", "WindowingConfig", "session_windows", "simulate_dataset", "scenario_dataset_spec"]
+
+WINDOW_LAYOUTS = ("cycle_end", "any_phase")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,16 @@ class WindowingConfig:
     # cycle: on the box a window is scored for what the player just did, with context.
     lead_s: float = 3.0
     jitter_s: float = 0.3
+    # "cycle_end": windows end where their cycle ends (+- jitter_s), the layout above.
+    # "any_phase": a window ends anywhere between its cycle's key event (+ event_margin_s) and
+    # the next cycle's, as the box's windows do (they slide by the hop and know nothing of
+    # cycles); its label is then the action whose key event came last: what the player just did.
+    windows: str = "cycle_end"
+    event_margin_s: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.windows not in WINDOW_LAYOUTS:
+            raise ValueError(f"windows must be one of {', '.join(WINDOW_LAYOUTS)}, got {self.windows!r}")
 
     def preprocessing_json(self, source_imu_hz: float, gnss_hz: float) -> dict:
         """The preprocessing block of dataset.json (and later of the bundle manifest)."""
@@ -114,9 +126,16 @@ def session_windows(
     n_pos = int(round(cfg.window_s * session.gnss_rate_hz))
     imu_w, pos_w, act, tac, qual, pid = [], [], [], [], [], []
     dropped = 0
+    cycles = len(session.cycle_start_s)
     for i in range(p):
         for k, start in enumerate(session.cycle_start_s):
-            t0 = start - cfg.lead_s + rng.uniform(-cfg.jitter_s, cfg.jitter_s)
+            if cfg.windows == "any_phase":
+                event = session.event_s[i, k]
+                following = session.event_s[i, k + 1] if k + 1 < cycles else event + session.cycle_s
+                end = rng.uniform(event, following) + cfg.event_margin_s
+                t0 = end - cfg.window_s
+            else:
+                t0 = start - cfg.lead_s + rng.uniform(-cfg.jitter_s, cfg.jitter_s)
             t0 = round(t0 * session.gnss_rate_hz) / session.gnss_rate_hz
             if t0 < 0 or t0 + cfg.window_s > session.duration_s:
                 continue
@@ -168,6 +187,7 @@ def simulate_dataset(
         "seed": seed,
         "sessions_per_scenario": sessions,
         "duration_s": duration_s,
+        "windows": cfg.windows,
     }
     spec = scenario_dataset_spec(cfg, 10.0, source)
     total = dropped = 0

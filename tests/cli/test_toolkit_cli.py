@@ -181,6 +181,12 @@ def test_train_unknown_size(workflow: dict, tmp_path: Path) -> None:
     assert "unknown size 'huge': choose edge or paper" in flat(res.output)
 
 
+def test_simulate_unknown_window_layout(tmp_path: Path) -> None:
+    res = invoke("simulate", "--out", tmp_path / "d", "--minutes", "0.5", "--windows", "sliding")
+    assert res.exit_code == 2 and not (tmp_path / "d").exists()
+    assert "unknown --windows 'sliding': choose cycle-end or any-phase" in flat(res.output)
+
+
 def test_train_unknown_task_weighting(workflow: dict, tmp_path: Path) -> None:
     res = invoke("train", "--data", workflow["data"], "--out", tmp_path / "r", "--task-weighting", "learnt")
     assert res.exit_code == 2 and not (tmp_path / "r").exists()

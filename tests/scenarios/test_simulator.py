@@ -463,3 +463,64 @@ def test_player_style_scales_speed_and_swing() -> None:
     same = action_profile("running", n, RATE, 1.0, 0.75, np.random.default_rng(1), PlayerStyle())
     np.testing.assert_array_equal(neutral.v_fwd, same.v_fwd)
 
+
+
+# ------------------------------------------------------------------ key events and window layouts
+
+
+def test_key_events_lie_mid_cycle_and_jumps_leave_the_ground_there(clean_session: SimulatedSession) -> None:
+    s = clean_session
+    k = np.arange(s.action.shape[1])
+    into = s.event_s - k * s.cycle_s
+    assert s.event_s.shape == s.action.shape
+    assert (into >= 0.38 * s.cycle_s - 1e-9).all() and (into <= 0.62 * s.cycle_s + 1e-9).all()
+    # A jump's flight happens around its key event, not anywhere in the cycle.
+    for i, kk in zip(*np.nonzero(s.action == ACTIONS.index("jumping")), strict=True):
+        e = int(s.event_s[i, kk] * s.imu_rate_hz)
+        mag = np.linalg.norm(s.imu[i, e - 80 : e + 80, :3], axis=1)
+        assert _longest_run(mag < 2.0) >= 15
+
+
+class _Recorder:
+    """An rng stand-in that records each ``uniform(a, b)`` and returns ``a + f * (b - a)``."""
+
+    def __init__(self, f: float) -> None:
+        self.f, self.calls = f, []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.calls.append((a, b))
+        return a + self.f * (b - a)
+
+
+def test_any_phase_windows_end_after_their_key_event(clean_session: SimulatedSession) -> None:
+    from fusion_edge.toolkit.scenario_dataset import WindowingConfig, session_windows
+
+    s = clean_session
+    cfg = WindowingConfig(windows="any_phase")
+    rec = _Recorder(0.5)
+    _, targets, pid, _ = session_windows(s, cfg, rec)
+    players, cycles = s.action.shape
+    assert len(rec.calls) == players * cycles
+    for n, (a, b) in enumerate(rec.calls):
+        i, k = divmod(n, cycles)
+        assert a == s.event_s[i, k]
+        assert b == (s.event_s[i, k + 1] if k + 1 < cycles else s.event_s[i, k] + s.cycle_s)
+    # Each kept window is labelled with its own cycle: the one whose key event it ends after.
+    # (A window needs 6 s of history and must end inside the session; the session is clean, so
+    # nothing drops for gaps.)
+    kept = []
+    for n, (a, b) in enumerate(rec.calls):
+        end = a + 0.5 * (b - a) + cfg.event_margin_s
+        t0 = round((end - cfg.window_s) * s.gnss_rate_hz) / s.gnss_rate_hz
+        if t0 >= 0 and t0 + cfg.window_s <= s.duration_s:
+            kept.append(divmod(n, cycles))
+    assert pid.size == len(kept) > 0
+    assert targets["action"].tolist() == [s.action[i, k] for i, k in kept]
+    assert targets["quality"].tolist() == [s.quality[i, k] for i, k in kept]
+
+
+def test_unknown_window_layout_is_refused() -> None:
+    from fusion_edge.toolkit.scenario_dataset import WindowingConfig
+
+    with pytest.raises(ValueError, match="windows must be one of cycle_end, any_phase, got 'sliding'"):
+        WindowingConfig(windows="sliding")
