@@ -46,9 +46,9 @@ def simulate(
     scenario_file: Path = typer.Option(None, "--scenario-file", help="Extra scenarios (TOML)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
     windows: str = typer.Option(
-        "cycle-end", "--windows",
-        help="Where windows end: cycle-end (at their action cycle's end) or any-phase (anywhere "
-        "after its key event, as the box's sliding windows do; see docs/scenarios.md).",
+        "any-phase", "--windows",
+        help="Where windows end: any-phase (anywhere after their action's key event, as the "
+        "box's sliding windows do) or cycle-end (at their action cycle's end); see docs/scenarios.md.",
     ),
 ) -> None:
     """Simulate sessions of sport scenarios and write them as a dataset."""

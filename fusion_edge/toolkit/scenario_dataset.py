@@ -1,10 +1,11 @@
 """Datasets made from simulated scenarios: sessions -> preprocessed windows -> the disk format.
 
-Each window ends at the end of the action cycle it is labelled with and also holds the cycle
-before (with a small random shift, since on the box windows do not line up with actions): the
-label says what the player just did, as the feedback on the box does. Windows are made after the same DSP the box runs: gap interpolation, a causal
-moving average and resampling of the IMU to the model rate; multipath rejection, gap filling
-and smoothing of GNSS, then team-context position features.
+Each window is labelled with what the player just did: by default (``any_phase``) it ends
+anywhere between its action's key event and the next action's, as the box's sliding windows
+do; ``cycle_end`` windows end where their action cycle ends instead. Either way a window also
+holds the action before. Windows are made after the same DSP the box runs: gap interpolation,
+a causal moving average and resampling of the IMU to the model rate; multipath rejection, gap
+filling and smoothing of GNSS, then team-context position features.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ class WindowingConfig:
     # cycle: on the box a window is scored for what the player just did, with context.
     lead_s: float = 3.0
     jitter_s: float = 0.3
-    # "cycle_end": windows end where their cycle ends (+- jitter_s), the layout above.
-    # "any_phase": a window ends anywhere between its cycle's key event (+ event_margin_s) and
-    # the next cycle's, as the box's windows do (they slide by the hop and know nothing of
-    # cycles); its label is then the action whose key event came last: what the player just did.
-    windows: str = "cycle_end"
+    # "any_phase" (default): a window ends anywhere between its cycle's key event (+
+    # event_margin_s) and the next cycle's, as the box's windows do (they slide by the hop and
+    # know nothing of cycles); its label is the action whose key event came last: what the
+    # player just did. "cycle_end": windows end where their cycle ends (+- jitter_s), the
+    # layout of the first three sessions' benchmarks.
+    windows: str = "any_phase"
     event_margin_s: float = 0.3
 
     def __post_init__(self) -> None:
