@@ -75,6 +75,9 @@ def main() -> int:
             abl = run_ablation(ds, config=TrainConfig(epochs=epochs, seed=seed), log=lambda m: console.print(f"  {m}"))
             print_ablation(abl)
             runs.append(abl)
+            # Keep what is done: a long run cut short still leaves its finished seeds.
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({**result, "ablation_runs": runs, "partial": True}, indent=2))
         summary_s = summarize_seeds(runs)
         print_seed_summary(summary_s)
         result["ablation"] = runs[0]
