@@ -49,6 +49,11 @@ class TrainConfig:
     device: str = "auto"  # "auto", "cpu", "cuda"
     amp: bool = True  # mixed precision on CUDA only
 
+    def __post_init__(self) -> None:
+        # Refused when the config is made, before any data is read or tensor built.
+        if self.task_weighting not in WEIGHTINGS:
+            raise ValueError(f"task_weighting must be one of {', '.join(WEIGHTINGS)}, got {self.task_weighting!r}")
+
 
 @dataclass
 class TrainResult:
@@ -183,8 +188,6 @@ def train(
     x_tr, y_tr = _tensors(dataset, tr_idx, norm, spec, tasks)
     x_va, y_va = _tensors(dataset, va_idx, norm, spec, tasks)
 
-    if config.task_weighting not in WEIGHTINGS:
-        raise ValueError(f"task_weighting must be one of {', '.join(WEIGHTINGS)}, got {config.task_weighting!r}")
     model = MultimodalCnnLstm(model_config).to(device)
     net: nn.Module = model
     if distributed:
