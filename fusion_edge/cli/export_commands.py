@@ -70,6 +70,11 @@ def export_command(
     prune_to_flops: str = typer.Option(
         "", "--prune-to-flops", help="Prune to at most this many FLOPs per window, e.g. 3M."
     ),
+    prune_round_to: int = typer.Option(
+        8,
+        "--prune-round-to",
+        help="Round pruned widths to a multiple of this (SIMD-friendly; 1 keeps exact widths).",
+    ),
     precision: str = typer.Option(
         "fp32,fp16,int8", "--precision", help="Comma list of fp32, fp16, int8."
     ),
@@ -121,6 +126,7 @@ def export_command(
             prune_ratio=prune,
             prune_params=parse_count(prune_to_params, "--prune-to-params"),
             prune_flops=parse_count(prune_to_flops, "--prune-to-flops"),
+            prune_round_to=prune_round_to,
             precisions=tuple(precision.split(",")),
             formats=tuple(fmt.split(",")),
             squad_size=squad,

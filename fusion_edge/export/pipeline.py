@@ -92,6 +92,9 @@ class ExportConfig:
         prune_params: Instead of a ratio, prune to at most this many parameters (0: unset);
             the smallest ratio that fits is used (`prune.ratio_for_budget`).
         prune_flops: The same for FLOPs per window (2 x multiply-adds); both may be given.
+        prune_round_to: Pruned widths are rounded to a multiple of this (8: the SIMD block that
+            onnxruntime's int8 and float kernels and TensorRT's tensor cores work in; an odd
+            width ran slower than a wider aligned one, docs/export.md). 1: exact widths.
         precisions: Any of ``fp32``, ``fp16``, ``int8`` (fp32 is always made: it is the fallback).
         formats: ``onnx`` (always) and optionally ``engine`` (TensorRT, where it is installed).
         squad_size: Players per hop on the kit: the batch checked and timed, the engine's max batch.
@@ -126,6 +129,7 @@ class ExportConfig:
     prune_ratio: float = 0.0
     prune_params: int = 0
     prune_flops: int = 0
+    prune_round_to: int = 8
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     formats: tuple[str, ...] = ("onnx",)
     squad_size: int = 22
@@ -162,6 +166,10 @@ class ExportConfig:
             raise ConfigError(f"--prune must be in [0, 0.95), got {self.prune_ratio}")
         if int(self.prune_params) < 0 or int(self.prune_flops) < 0:
             raise ConfigError("a pruning budget must be a positive count of parameters or FLOPs")
+        if int(self.prune_round_to) < 1:
+            raise ConfigError(
+                f"--prune-round-to must be 1 or more, got {self.prune_round_to}; 1 keeps exact widths"
+            )
         if self.prune_ratio and (self.prune_params or self.prune_flops):
             raise ConfigError(
                 "give either --prune (a ratio) or a budget (--prune-to-params / "
@@ -312,7 +320,10 @@ def export(
             if v
         }
         ratio = ratio_for_budget(
-            model.config, params=config.prune_params or None, flops=config.prune_flops or None
+            model.config,
+            params=config.prune_params or None,
+            flops=config.prune_flops or None,
+            round_to=config.prune_round_to,
         )
         if ratio == 0:
             notes.append(f"the model already fits the pruning budget {prune_budget}: not pruned")
@@ -324,7 +335,7 @@ def export(
             + (f" (budget {prune_budget})" if prune_budget else "")
             + f", fine-tuning {config.fine_tune_epochs} epochs"
         )
-        small = prune_model(model, ratio)
+        small = prune_model(model, ratio, config.prune_round_to)
         small = fine_tune(
             small,
             ds,
@@ -335,7 +346,7 @@ def export(
             seed=config.seed,
         )
         pruning = prune_report(
-            model, small, ratio, config.fine_tune_epochs, prune_budget
+            model, small, ratio, config.fine_tune_epochs, prune_budget, config.prune_round_to
         ).to_json()
         notes.append(
             f"pruned {ratio:.1%} of units"

@@ -92,6 +92,8 @@ def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
         ExportConfig(int8_format="qlinear")
     with pytest.raises(ConfigError, match="either --prune .* or a budget"):
         ExportConfig(prune_ratio=0.5, prune_params=40_000)
+    with pytest.raises(ConfigError, match="--prune-round-to must be 1 or more, got 0"):
+        ExportConfig(prune_ratio=0.5, prune_round_to=0)
     assert ExportConfig().int8_keep_float == ("attention",)
     assert ExportConfig(int8_keep_float=["heads", "lstm"]).int8_keep_float == ("heads", "lstm")
     with pytest.raises(ConfigError, match=r"unknown INT8 group\(s\) \['atention'\].*attention, heads"):
@@ -289,6 +291,7 @@ def test_pruned_export_records_sizes_and_smaller_config(
     manifest = verify_bundle(result.bundle)
     assert manifest["model_config"]["lstm_hidden"] == [32, 32]
     pruning = manifest["pruning"]
+    assert pruning["round_to"] == 8  # the export's default: SIMD-aligned widths
     assert pruning["params_after"] < 0.4 * pruning["params_before"]
     assert pruning["flops_after"] < pruning["flops_before"]
     assert [r["variant"] for r in result.rows][:3] == ["pytorch", "pytorch pruned 50%", "fp32"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,42 @@ def test_pruned_model_is_smaller_and_reloads_from_its_config(tiny_run: Path) -> 
     with torch.no_grad():
         out = small(*_inputs(model))
     assert out[0].shape == (6, 3) and torch.isfinite(out[1]).all()
+
+
+def test_widths_round_to_simd_multiples(tiny_run: Path) -> None:
+    model, _ = load_run(tiny_run)
+    cfg = model.config  # edge size: conv (32, 48, 64), latent 64, LSTM (64, 64), attention 32
+    exact = pruned_config(cfg, 0.6)
+    assert exact.conv_channels == (13, 19, 26) and exact.latent == 26 and exact.attention_dim == 13
+    aligned = pruned_config(cfg, 0.6, round_to=8)
+    assert aligned.conv_channels == (16, 16, 24)
+    assert (aligned.latent, aligned.lstm_hidden, aligned.attention_dim) == (24, (24, 24), 16)
+    # Already multiples: the same widths either way; no width drops below one multiple.
+    assert pruned_config(cfg, 0.5, round_to=8) == pruned_config(cfg, 0.5)
+    assert pruned_config(cfg, 0.9, round_to=8).conv_channels == (8, 8, 8)
+    # A width no wider than one multiple stays exact, and an unpruned model stays as it is.
+    narrow = replace(cfg, conv_channels=(6, 12, 20), attention_dim=5)
+    assert pruned_config(narrow, 0.5, round_to=8).conv_channels == (3, 8, 8)
+    assert pruned_config(narrow, 0.5, round_to=8).attention_dim == 2
+    assert pruned_config(narrow, 0.0, round_to=8) == narrow
+    small = prune_model(model, 0.6, round_to=8)
+    assert small.config == aligned and small.lstm1.hidden_size == 24
+    with pytest.raises(ConfigError, match="round-to must be 1 or more"):
+        pruned_config(cfg, 0.5, round_to=0)
+
+
+def test_budget_with_rounded_widths_fits_and_stays_aligned(tiny_run: Path) -> None:
+    from fusion_edge.export.prune import ratio_for_budget
+    from fusion_edge.toolkit.model import count_parameters
+
+    model, _ = load_run(tiny_run)
+    cfg = model.config
+    budget = count_parameters(model) // 4
+    r = ratio_for_budget(cfg, params=budget, round_to=8)
+    fitted = pruned_config(cfg, r, round_to=8)
+    assert count_parameters(MultimodalCnnLstm(fitted)) <= budget
+    assert count_parameters(MultimodalCnnLstm(pruned_config(cfg, r - 0.01, round_to=8))) > budget
+    assert all(w % 8 == 0 for w in (*fitted.conv_channels, fitted.latent, *fitted.lstm_hidden))
 
 
 def test_flop_count_by_hand() -> None:
