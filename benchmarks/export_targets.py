@@ -11,7 +11,7 @@ Latency: every model runs in one process, in interleaved rounds (each round time
 all timed calls after ``--warmup`` calls, at batch 1, with ``--threads`` intra-op threads for
 onnxruntime AND PyTorch (1 by default: the field box runs one model per core).
 
-    .venv/bin/python benchmarks/export_targets.py --run RUN --data DATA [--prune 0.5]
+    .venv/bin/python benchmarks/export_targets.py --run RUN --data DATA [--prune 0.6]
 
 Without --run/--data it first simulates 5v5 (5 min, 8 sessions, seed 1: 80 players, about 1,170
 test windows) and trains the edge model 30 epochs. Eight sessions rather than four: the INT8 and
@@ -140,8 +140,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path)
     ap.add_argument("--data", type=Path)
-    ap.add_argument("--prune", type=float, default=0.5, help="pruning ratio of the pruned row")
-    ap.add_argument("--fine-tune-epochs", type=int, default=15)
+    ap.add_argument("--prune", type=float, default=0.6, help="pruning ratio of the pruned row")
+    ap.add_argument("--prune-round-to", type=int, default=8, help="pruned widths: multiples of this")
+    ap.add_argument("--fine-tune-epochs", type=int, default=30)
     ap.add_argument("--fine-tune-lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads, ORT and PyTorch")
     ap.add_argument("--warmup", type=int, default=30)
@@ -160,7 +161,12 @@ def main() -> int:
             run,
             data,
             tmp / "pruned",
-            ExportConfig(**base, prune_ratio=args.prune, fine_tune_epochs=args.fine_tune_epochs),
+            ExportConfig(
+                **base,
+                prune_ratio=args.prune,
+                prune_round_to=args.prune_round_to,
+                fine_tune_epochs=args.fine_tune_epochs,
+            ),
         )
         export_s = time.perf_counter() - t0
         files = {
