@@ -270,8 +270,8 @@ def fine_tune(
     split: GroupedSplit,
     normalization: Normalization,
     *,
-    epochs: int = 3,
-    lr: float = 2e-4,
+    epochs: int = 30,
+    lr: float = 1e-3,
     batch_size: int = 64,
     seed: int = 0,
 ) -> MultimodalCnnLstm:
