@@ -329,7 +329,7 @@ def export(
         if ratio == 0:
             notes.append(f"the model already fits the pruning budget {prune_budget}: not pruned")
     if ratio > 0:
-        from fusion_edge.export.prune import fine_tune, prune_model, prune_report
+        from fusion_edge.export.prune import describe_widths, fine_tune, prune_model, prune_report
 
         say(
             f"pruning {ratio:.1%} of units"
@@ -349,9 +349,15 @@ def export(
         pruning = prune_report(
             model, small, ratio, config.fine_tune_epochs, prune_budget, config.prune_round_to
         ).to_json()
+        rounding = (
+            f", widths rounded to multiples of {config.prune_round_to}"
+            if config.prune_round_to > 1
+            else ""
+        )
         notes.append(
             f"pruned {ratio:.1%} of units"
             + (f" to fit {prune_budget}" if prune_budget else "")
+            + f"{rounding} ({describe_widths(model.config, small.config)})"
             + f": parameters {pruning['params_before']:,} -> {pruning['params_after']:,}, "
             f"FLOPs per window {pruning['flops_before']:,} -> {pruning['flops_after']:,}"
         )

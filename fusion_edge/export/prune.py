@@ -45,6 +45,7 @@ __all__ = [
     "prune_model",
     "fine_tune",
     "prune_report",
+    "describe_widths",
 ]
 
 
@@ -97,6 +98,24 @@ def pruned_config(config: ModelConfig, ratio: float, round_to: int = 1) -> Model
         lstm_hidden=tuple(keep(h) for h in config.lstm_hidden),
         attention_dim=keep(config.attention_dim),
     )
+
+
+def describe_widths(before: ModelConfig, after: ModelConfig) -> str:
+    """``"conv 32/48/64 -> 16/16/24, latent 64 -> 24, LSTM 64/64 -> 24/24, attention 32 -> 16"``:
+    the widths a prune kept (rounding can keep more or fewer than the ratio says)."""
+
+    def w(v: Any) -> str:
+        return "/".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+    parts = [
+        ("conv", before.conv_channels, after.conv_channels),
+        ("latent", before.latent, after.latent),
+    ]
+    if before.temporal == "lstm":
+        parts.append(("LSTM", before.lstm_hidden, after.lstm_hidden))
+    if before.attention:
+        parts.append(("attention", before.attention_dim, after.attention_dim))
+    return ", ".join(f"{name} {w(a)} -> {w(b)}" for name, a, b in parts)
 
 
 def ratio_for_budget(

@@ -295,6 +295,11 @@ def test_pruned_export_records_sizes_and_smaller_config(
     assert pruning["params_after"] < 0.4 * pruning["params_before"]
     assert pruning["flops_after"] < pruning["flops_before"]
     assert [r["variant"] for r in result.rows][:3] == ["pytorch", "pytorch pruned 50%", "fp32"]
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert (
+        "pruned 50.0% of units, widths rounded to multiples of 8 (conv 32/48/64 -> 16/24/32, "
+        "latent 64 -> 32, LSTM 64/64 -> 32/32, attention 32 -> 16)"
+    ) in report
 
 
 def test_export_prunes_to_a_parameter_budget(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
