@@ -243,7 +243,8 @@ def paced_replay(record: Path, bundle: Path) -> dict[str, Any]:
 
 
 def _row(name: str, lat: dict, lost: int, cpu: float, rss: float, note: str) -> list[str]:
-    return [name, f"{lat['p50']:.1f}", f"{lat['p99']:.1f}", f"{lat['max']:.1f}", str(lost), f"{cpu:.0f}", f"{rss:.0f}", note]
+    latency = [f"{lat[k]:.1f}" for k in ("p50", "p99", "max")]
+    return [name, *latency, str(lost), f"{cpu:.0f}", f"{rss:.0f}", note]
 
 
 def main() -> None:

@@ -47,7 +47,9 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="fewer epochs, for a smoke run")
     parser.add_argument("--skip-ablation", action="store_true")
-    parser.add_argument("--device", action="append", default=None, help="devices to time (default: cpu, and cuda if present)")
+    parser.add_argument(
+        "--device", action="append", default=None, help="devices to time (default: cpu, and cuda if present)"
+    )
     parser.add_argument("--out", default="benchmarks/results/foundation.json")
     parser.add_argument("--scenario", action="append", default=None, help="scenarios (default: 5v5)")
     parser.add_argument("--sessions", type=int, default=4, help="sessions per scenario")
@@ -65,7 +67,8 @@ def main() -> int:
     ds = Dataset.open(args.data)
     result: dict = {
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(),
-                    "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+                    "torch": torch.__version__,
+                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "dataset": {**summary, "simulate_seconds": sim_s},
     }
     if not args.skip_ablation:

@@ -199,7 +199,8 @@ def print_seed_summary(summary: dict) -> None:
     for t in tasks:
         table.add_column(t, justify="right")
     for row in summary["rows"]:
-        table.add_row(row["name"], *(f"{100 * row['tasks'][t]['mean']:.1f} +- {100 * row['tasks'][t]['sd']:.1f}" for t in tasks))
+        cells = (row["tasks"][t] for t in tasks)
+        table.add_row(row["name"], *(f"{100 * c['mean']:.1f} +- {100 * c['sd']:.1f}" for c in cells))
     for step in summary["steps"]:
         table.add_row(
             f"  step {step['to']}",

@@ -11,7 +11,6 @@ inside the backend that needs them, so ``import fusion_edge.runtime`` loads none
 
 from __future__ import annotations
 
-
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -202,7 +201,10 @@ class TorchBackend:
         """Run one batch on the model's device."""
         torch = self._torch
         with torch.inference_mode():
-            xs = [torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)).to(self.device) for n in self.input_names]
+            xs = [
+                torch.from_numpy(np.ascontiguousarray(inputs[n], dtype=np.float32)).to(self.device)
+                for n in self.input_names
+            ]
             outs = self.model(*xs)
         return {n: o.float().cpu().numpy() for n, o in zip(self.output_names, outs, strict=True)}
 
@@ -233,7 +235,9 @@ def open_backend(spec: BackendSpec, *, threads: int = 1) -> InferenceBackend:
     return TorchBackend(spec.file, spec.model_config, device=device)
 
 
-def run_with_timeout(backend: InferenceBackend, inputs: Mapping[str, np.ndarray], timeout_s: float) -> dict[str, np.ndarray]:
+def run_with_timeout(
+    backend: InferenceBackend, inputs: Mapping[str, np.ndarray], timeout_s: float
+) -> dict[str, np.ndarray]:
     """Run a batch in a worker thread; a hung backend raises BackendError after ``timeout_s``.
 
     The hung thread cannot be killed; it is left behind as a daemon and the caller must stop

@@ -126,13 +126,18 @@ async def run_kit(
 
 
     transports = [
-        SerialGnssTransport(p, SerialGnssConfig(baudrate=bauds.get(p, 115200)), on_reading=gnss_feeder(loop, processor, p)) for p in ports
+        SerialGnssTransport(
+            p, SerialGnssConfig(baudrate=bauds.get(p, 115200)), on_reading=gnss_feeder(loop, processor, p)
+        )
+        for p in ports
     ]
     cpu0, t0 = time.process_time(), time.monotonic()
     try:
         for t in transports:
             t.start()
-        ble = BleTransport([s.pod for s in setups], sink=lambda _b: None, raw_sink=processor.on_pod_packet, decode=False)
+        ble = BleTransport(
+            [s.pod for s in setups], sink=lambda _b: None, raw_sink=processor.on_pod_packet, decode=False
+        )
         say(f"connecting {len(setups)} pods and {len(ports)} GNSS port(s)")
         try:
             async with ble:

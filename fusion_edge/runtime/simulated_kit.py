@@ -228,7 +228,9 @@ async def run_simulated_kit(
         SimulatedPod(
             addr,
             _RealTimeSource(session.imu_source(i).samples, session.imu_rate_hz, start),
-            clock=PodClock(offset_us=int(rng.integers(0, 10**9)), drift_ppm=float(rng.uniform(-1, 1) * config.drift_ppm)),
+            clock=PodClock(
+                offset_us=int(rng.integers(0, 10**9)), drift_ppm=float(rng.uniform(-1, 1) * config.drift_ppm)
+            ),
             seed=config.seed * 100 + i,
         )
         for i, addr in enumerate(addresses)
@@ -237,7 +239,10 @@ async def run_simulated_kit(
     links = tempfile.mkdtemp(prefix="fusion-edge-gnss-")
     setups = []
     for g in range(0, n, PLAYERS_PER_PORT):
-        names = {f"P{i:02d}": _RealTimeFixes(ScenarioFixSource(session, i, origin), lead_s) for i in range(g, min(n, g + PLAYERS_PER_PORT))}
+        names = {
+            f"P{i:02d}": _RealTimeFixes(ScenarioFixSource(session, i, origin), lead_s)
+            for i in range(g, min(n, g + PLAYERS_PER_PORT))
+        }
         link = str(Path(links) / f"rx{g}")  # stable across unplug/replug, like /dev/serial/by-id
         rx = SimulatedReceiver(names, SimulatedReceiverConfig(tag_sources=True, sentences=("RMC",), link_path=link),
                                name=f"rx{g}")

@@ -53,7 +53,7 @@ def run_ablation(
     dataset: Dataset,
     *,
     size: str = "edge",
-    config: TrainConfig = TrainConfig(),
+    config: TrainConfig | None = None,
     rows: tuple[AblationRow, ...] = ABLATION_ROWS,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -61,6 +61,7 @@ def run_ablation(
 
     Returns ``{"rows": [{"name", "tasks": {task: metrics}, "parameters", "seconds"}], "split": ...}``.
     """
+    config = config or TrainConfig()
     split = split_by_player(dataset.player, val=config.val_fraction, test=config.test_fraction, seed=config.seed)
     test_idx = split.indices(dataset.player, "test")
     all_tasks = tuple(t.name for t in dataset.spec.tasks)

@@ -21,7 +21,7 @@ __all__ = ["evaluate_run", "check_compatible", "plot_confusion", "select_windows
 def check_compatible(info: RunInfo, dataset: Dataset) -> None:
     """Refuse a dataset whose modalities, channels, window lengths or tasks differ from the run's."""
     have = {m.name: m for m in dataset.spec.modalities}
-    for name, channels, samples in info.model.modalities:
+    for name, _channels, samples in info.model.modalities:
         m = have.get(name)
         if m is None:
             raise DatasetError(
@@ -34,7 +34,7 @@ def check_compatible(info: RunInfo, dataset: Dataset) -> None:
                 f"modality '{name}' differs: the run expects channels {list(trained.channels)} x "
                 f"{samples} samples, the dataset has {list(m.channels)} x {m.window_samples}"
             )
-    for name, kind, n in info.model.tasks:
+    for name, kind, _n in info.model.tasks:
         try:
             task = dataset.spec.task(name)
         except Exception:

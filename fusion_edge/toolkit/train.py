@@ -143,7 +143,9 @@ def predict(model: nn.Module, xs: list[torch.Tensor], batch_size: int = 256, dev
     return [np.concatenate(o) for o in outs]
 
 
-def task_metrics(config: ModelConfig, spec: DatasetSpec, outputs: list[np.ndarray], ys: list[np.ndarray]) -> dict[str, Any]:
+def task_metrics(
+    config: ModelConfig, spec: DatasetSpec, outputs: list[np.ndarray], ys: list[np.ndarray]
+) -> dict[str, Any]:
     """Metrics per task from model outputs (logits / values) and targets."""
     res: dict[str, Any] = {}
     for (name, kind, _), out, y in zip(config.tasks, outputs, ys, strict=True):
@@ -177,7 +179,9 @@ def train(
 
     spec = dataset.spec
     tasks = tuple(name for name, _, _ in model_config.tasks)
-    split = split or split_by_player(dataset.player, val=config.val_fraction, test=config.test_fraction, seed=config.seed)
+    split = split or split_by_player(
+        dataset.player, val=config.val_fraction, test=config.test_fraction, seed=config.seed
+    )
     tr_idx, va_idx = split.indices(dataset.player, "train"), split.indices(dataset.player, "val")
     if tr_idx.size == 0 or va_idx.size == 0:
         raise DatasetError("the split left no training or validation windows; add players")
@@ -201,7 +205,9 @@ def train(
     if learned is not None:  # the log-variances are not weights to shrink
         groups.append({"params": list(learned.parameters()), "weight_decay": 0.0})
     opt = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=config.plateau_factor, patience=config.plateau_patience)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, factor=config.plateau_factor, patience=config.plateau_patience
+    )
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 

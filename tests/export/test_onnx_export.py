@@ -133,7 +133,9 @@ def test_convs_as_2d_squeezes_before_a_concat_along_samples() -> None:
     proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)])
     proto.ir_version = 9
     x = np.random.default_rng(1).standard_normal((1, 3, 8)).astype(np.float32)
-    run = lambda p: ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]  # noqa: E731
+    def run(p):
+        sess = ort.InferenceSession(p.SerializeToString(), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"x": x})[0]
     want = run(proto)
     got = run(convs_as_2d(proto))
     assert got.shape == (1, 4, 16)

@@ -75,7 +75,8 @@ class OfflineKit:
         self.pods = []
         for i, addr in enumerate(self.addresses):
             pod = SimulatedPod(addr, session.imu_source(i), seed=seed * 100 + i, host_clock=lambda: self.now,
-                               clock=PodClock(offset_us=int(rng.integers(0, 10**9)), drift_ppm=float(rng.uniform(-30, 30))))
+                               clock=PodClock(offset_us=int(rng.integers(0, 10**9)),
+                                              drift_ppm=float(rng.uniform(-30, 30))))
             pod.att_mtu = 247
             pod.start(self.now)
             self.pods.append(pod)
@@ -84,7 +85,10 @@ class OfflineKit:
         self.receivers = []
         setups = []
         for g in range(0, players, per_port):
-            names = {f"P{i:02d}": ScenarioFixSource(session, i, self.origin) for i in range(g, min(players, g + per_port))}
+            names = {
+                f"P{i:02d}": ScenarioFixSource(session, i, self.origin)
+                for i in range(g, min(players, g + per_port))
+            }
             self.receivers.append(SimulatedReceiver(
                 names, SimulatedReceiverConfig(tag_sources=True, sentences=("RMC",), start_utc=start_utc)))
             self.ports.append(f"/dev/ttySIM{g // per_port}")
@@ -124,7 +128,8 @@ class OfflineKit:
                     data = rx.render_epoch(self._epoch)
                     if r not in self.unplugged and data:
                         # A few ms of serial latency after the epoch.
-                        self.processor.on_gnss_bytes(self.ports[r], data, self.T0 + self._epoch * 100_000_000 + 3_000_000)
+                        t_ns = self.T0 + self._epoch * 100_000_000 + 3_000_000
+                        self.processor.on_gnss_bytes(self.ports[r], data, t_ns)
 
     def finish(self) -> None:
         """End of stream."""
