@@ -301,7 +301,7 @@ def fine_tune(
     """
     # The loss and tensor assembly are training's own: the fixed-weight loss that training
     # validates and selects on (a few epochs are too few to learn task weights anew).
-    from fusion_edge.toolkit.train import TrainConfig, compute_loss, make_tensors
+    from fusion_edge.toolkit.train import TrainConfig, compute_loss, fixed_task_weights, make_tensors
 
     if epochs <= 0:
         return model
@@ -309,7 +309,7 @@ def fine_tune(
     tasks = tuple(name for name, _, _ in model.config.tasks)
     player = dataset.player.astype(str)
     tr, va = split.indices(player, "train"), split.indices(player, "val")
-    weights = {n: 1.0 if spec.task(n).is_classification else 10.0 for n in tasks}
+    weights = fixed_task_weights(spec, tasks)
     x_tr, y_tr = make_tensors(dataset, tr, normalization, spec, tasks)
     x_va, y_va = make_tensors(dataset, va, normalization, spec, tasks)
     torch.manual_seed(seed)
@@ -338,7 +338,7 @@ def fine_tune(
             opt.zero_grad(set_to_none=True)
             loss = compute_loss(model, model(*[x[b] for x in x_tr]), [y[b] for y in y_tr], weights)
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             opt.step()
         v = val_loss()
         sched.step(v)

@@ -24,7 +24,16 @@ from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.splits import GroupedSplit, split_by_player
 from fusion_edge.toolkit.task_weighting import WEIGHTINGS, UncertaintyWeighting
 
-__all__ = ["TrainConfig", "TrainResult", "train", "predict", "make_tensors", "compute_loss", "task_losses"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "predict",
+    "make_tensors",
+    "compute_loss",
+    "task_losses",
+    "fixed_task_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,14 @@ def task_losses(model: MultimodalCnnLstm, outputs, ys) -> list[torch.Tensor | No
     return losses
 
 
+def fixed_task_weights(
+    spec: DatasetSpec, tasks: tuple[str, ...], overrides: dict[str, float] | None = None
+) -> dict[str, float]:
+    """The fixed multitask loss weights: ``overrides`` where given, else class 1, regression 10."""
+    overrides = overrides or {}
+    return {name: overrides.get(name, 1.0 if spec.task(name).is_classification else 10.0) for name in tasks}
+
+
 def compute_loss(model: MultimodalCnnLstm, outputs, ys, weights: dict[str, float]) -> torch.Tensor:
     """The multitask loss with fixed weights: the sum of `task_losses` times ``weights[task]``.
     Validation, model selection and the scheduler use it whatever the training weighting."""
@@ -186,9 +203,7 @@ def train(
     if tr_idx.size == 0 or va_idx.size == 0:
         raise DatasetError("the split left no training or validation windows; add players")
     norm = Normalization.fit({m.name: dataset.inputs[m.name][tr_idx] for m in spec.modalities})
-    weights = {
-        name: config.task_weights.get(name, 1.0 if spec.task(name).is_classification else 10.0) for name in tasks
-    }
+    weights = fixed_task_weights(spec, tasks, config.task_weights)
     x_tr, y_tr = _tensors(dataset, tr_idx, norm, spec, tasks)
     x_va, y_va = _tensors(dataset, va_idx, norm, spec, tasks)
 
