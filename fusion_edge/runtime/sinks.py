@@ -305,7 +305,12 @@ class TerminalTableSink:
         """The current table as a rich renderable."""
         from rich.table import Table
 
-        table = Table(title="fusion-edge: live feedback", expand=False)
+        escalated = any(ev.escalated for ev in self._latest.values())
+        table = Table(
+            title="fusion-edge: live feedback",
+            caption=ESCALATED_LEGEND if escalated else None,
+            expand=False,
+        )
         for col in self.COLUMNS:
             table.add_column(col, justify="left" if col in ("player", "action (p)", "tactic",
                                                             "risk", "backend") else "right")
@@ -360,6 +365,9 @@ class TerminalTableSink:
         self.redraws += 1
 
 
+#: What the " ^" after a backend name means, under the terminal table and on the web page.
+ESCALATED_LEGEND = "^ escalated: the compressed model was unsure, the full-precision model answered"
+
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>fusion-edge live</title>
@@ -370,6 +378,7 @@ td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text
 <table><thead><tr><th>player</th><th>action (p)</th><th>tactic</th><th>quality</th>
 <th>distance m</th><th>HSR m</th><th>sprints</th><th>acc/dec</th><th>load</th><th>risk</th>
 <th>backend</th><th>latency ms</th></tr></thead><tbody id="rows"></tbody></table>
+<p><small>""" + ESCALATED_LEGEND + """</small></p>
 <script>
 const rows = {};
 function f(x, d) { return (x === null || x === undefined) ? "-" : Number(x).toFixed(d); }

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from rich.console import Console
 
 from fusion_edge.runtime.events import FeedbackEvent
 from fusion_edge.runtime.load import LoadMetrics
-from fusion_edge.runtime.sinks import JsonLinesSink, SinkHub, SseSink, TerminalTableSink
+from fusion_edge.runtime.sinks import ESCALATED_LEGEND, JsonLinesSink, SinkHub, SseSink, TerminalTableSink
 
 
 def event(i: int, player: str = "p01") -> FeedbackEvent:
@@ -122,6 +123,20 @@ def test_terminal_sink_without_a_tty_prints_only_the_final_table() -> None:
     text = out.getvalue()
     assert "p01" in text and "p02" in text and "running (0.80)" in text and "pressing" in text
     assert "103" in text  # p01's latest distance, not the first one
+
+
+def test_terminal_table_explains_the_escalation_mark_only_when_a_row_carries_it() -> None:
+    sink = TerminalTableSink(Console(file=io.StringIO(), force_terminal=False, width=220))
+    sink.handle([event(1, "p01")])
+    plain = Console(file=io.StringIO(), width=220)
+    plain.print(sink.table())
+    assert "^" not in plain.file.getvalue()
+    sink.handle([replace(event(2, "p02"), escalated=True, escalation_reason="action confidence 0.41 < 0.60",
+                         backend="torch-cuda")])
+    marked = Console(file=io.StringIO(), width=220)
+    marked.print(sink.table())
+    text = marked.file.getvalue()
+    assert "torch-cuda ^" in text and ESCALATED_LEGEND in text
 
 
 def test_terminal_sink_on_a_tty_redraws_at_most_four_times_a_second() -> None:
