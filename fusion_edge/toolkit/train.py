@@ -77,6 +77,7 @@ class TrainResult:
     seconds: float
     epoch_seconds: float
     task_weights: dict[str, float] = field(default_factory=dict)  # the weights training ended with
+    world_size: int = 1  # processes that trained it together (DDP under torchrun), 1 otherwise
 
 
 def _dist_info() -> tuple[bool, int, int, int]:
@@ -142,6 +143,29 @@ def compute_loss(model: MultimodalCnnLstm, outputs, ys, weights: dict[str, float
 # The private names predate the public ones; kept so existing imports keep working.
 _tensors = make_tensors
 _loss = compute_loss
+
+
+@torch.no_grad()
+def _average_buffers(model: nn.Module, world: int) -> None:
+    """Average the batch-norm running statistics over the DDP ranks.
+
+    DDP keeps the parameters identical, but each rank's last training batch updates its own
+    running statistics after DDP's buffer broadcast, so without this the ranks would validate
+    (and keep) slightly different models.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            for buf in (module.running_mean, module.running_var):
+                torch.distributed.all_reduce(buf)
+                buf /= world
+
+
+def _from_rank0(value: float, device: torch.device) -> float:
+    """Rank 0's value on every rank: early stopping and the scheduler must decide alike, or a
+    rank that stops first leaves the others waiting in their next all-reduce."""
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    torch.distributed.broadcast(t, src=0)
+    return float(t.item())
 
 
 @torch.no_grad()
@@ -269,11 +293,15 @@ def train(
                 scaler.update()
                 total += float(loss.detach())
                 batches += 1
+            if distributed:
+                _average_buffers(model, world)
             val_out = predict(model, x_va, device=device)
             with torch.no_grad():
                 val_loss = float(
                     _loss(model, [torch.from_numpy(o) for o in val_out], y_va, weights)
                 )
+            if distributed:
+                val_loss = _from_rank0(val_loss, device)
             metrics = task_metrics(model_config, spec, val_out, [y.numpy() for y in y_va])
             sched.step(val_loss)
             epoch_times.append(time.perf_counter() - t0)
@@ -282,6 +310,7 @@ def train(
                 "train_loss": total / max(batches, 1),
                 "val_loss": val_loss,
                 "lr": opt.param_groups[0]["lr"],
+                "train_windows": int(perm.numel()),  # this process's share of the epoch
                 **({"task_weights": dict(zip(tasks, learned.weights(), strict=True))} if learned else {}),
                 "seconds": epoch_times[-1],
                 **{f"val_{k}": _headline(v) for k, v in metrics.items()},
@@ -309,6 +338,7 @@ def train(
         seconds=time.perf_counter() - start,
         epoch_seconds=float(np.median(epoch_times)),
         task_weights=dict(zip(tasks, learned.weights(), strict=True)) if learned else dict(weights),
+        world_size=world,
     )
 
 
@@ -366,7 +396,7 @@ def train_run(
             result.split,
             {**asdict(config), "best_epoch": result.best_epoch, "seconds": result.seconds,
              "epoch_seconds": result.epoch_seconds, "data": str(data),
-             "task_weights_final": result.task_weights},
+             "task_weights_final": result.task_weights, "world_size": result.world_size},
             result.history,
             {"val": result.val_metrics},
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sign_data import sign_dataset
 
 from fusion_edge.errors import CheckpointError, DatasetError
 from fusion_edge.toolkit.checkpoint import (
@@ -20,7 +21,7 @@ from fusion_edge.toolkit.checkpoint import (
     load_run,
     read_run_info,
 )
-from fusion_edge.toolkit.dataset import Dataset, DatasetSpec, ModalitySpec, TaskSpec
+from fusion_edge.toolkit.dataset import Dataset
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.splits import GroupedSplit, split_by_player
 from fusion_edge.toolkit.train import TrainConfig, predict, train
@@ -214,22 +215,6 @@ def test_weights_of_another_model(trained_run, tmp_path: Path, change: dict) -> 
 
 
 # ------------------------------------------------------------------ training learns
-
-
-def sign_dataset(n: int = 240, players: int = 8, seed: int = 0) -> Dataset:
-    """A task any model should learn: the class is the sign of channel 0's mean."""
-    rng = np.random.default_rng(seed)
-    label = rng.integers(0, 2, n)
-    x = rng.normal(0.0, 1.0, (n, 2, 40)).astype(np.float32)
-    x[:, 0] += np.where(label == 1, 0.8, -0.8)[:, None]
-    spec = DatasetSpec(
-        modalities=(ModalitySpec("sensor", ("s0", "s1"), ("", ""), 20.0, 40),),
-        tasks=(TaskSpec("sign", "class", labels=("negative", "positive")),),
-        window_seconds=2.0,
-        hop_seconds=2.0,
-    )
-    player = np.array([f"p{i % players}" for i in range(n)])
-    return Dataset(spec, {"sensor": x}, {"sign": label}, player, np.full(n, "s"))
 
 
 def test_training_learns_an_easy_task(tiny_model: dict) -> None:
