@@ -85,6 +85,11 @@ def run(
     stats: Path = typer.Option(None, "--stats", help="Write run statistics here (JSON)."),
     record: Path = typer.Option(None, "--record", help="Record raw packets and sentences (SQLite) here."),
     backend: list[str] = typer.Option(None, "--backend", help="Backend preference, best first (repeat)."),
+    escalation_backend: str = typer.Option(
+        None, "--escalation-backend",
+        help="Backend of the full model for unsure windows: torch-cuda, onnxruntime-cuda, onnxruntime-cpu "
+             "or torch-cpu (default: the kit file's, else torch-cuda on a GPU kit, onnxruntime-cpu otherwise).",
+    ),
     sse: int = typer.Option(None, "--sse", help="Serve live events on http://127.0.0.1:PORT/ (0: any port)."),
     table: bool = typer.Option(True, "--table/--no-table", help="Live terminal table."),
 ) -> None:
@@ -109,8 +114,10 @@ def run(
         else:
             prefs = backend or list(DEFAULT_PREFERENCE)
         esc = kit_cfg.escalation if kit_cfg is not None else None
+        if escalation_backend is None and esc is not None and esc.backend is not None:
+            escalation_backend = esc.backend.value
         model = BundleModel(bundle, preference=prefs, escalation=esc.enabled if esc else True,
-                            threshold=esc.threshold if esc else None)
+                            threshold=esc.threshold if esc else None, escalation_backend=escalation_backend)
         stack.callback(model.close)
         console.print(f"bundle {bundle}: answering with [bold]{model.chain.name}[/] "
                       f"({model.chain.active.precision}); escalation to "

@@ -75,6 +75,7 @@ def build_manifest(
     fallback_variant: str,
     fallback_file: str,
     escalation_threshold: float,
+    torch_variant: str | None = None,
     pruning: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything of the manifest except ``format``, ``format_version`` and ``variants``
@@ -93,6 +94,7 @@ def build_manifest(
             "variant": fallback_variant,
             "file": fallback_file,
             "escalation_threshold": float(escalation_threshold),
+            **({"torch_variant": torch_variant} if torch_variant else {}),
             "rule": "escalate a window to the fallback when any class head's top softmax "
             "probability is below the threshold, or when the variant fails to run",
         },

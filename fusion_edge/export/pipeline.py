@@ -299,6 +299,7 @@ def export(
     notes: list[str] = []
     rows: list[dict[str, Any]] = []
 
+    full_model = model  # the escalation model stays the trained one, pruned or not
     torch_metrics = score_torch(model, spec, held)
     rows.append(
         {
@@ -538,6 +539,9 @@ def export(
                     "selection": [t.to_json() for t in trt_trials],
                 },
             )
+        say("writing the full model's weights for GPU escalation")
+        torch_entry = write_torch_fallback(writer, full_model, rows[0])
+        rows[0]["size_bytes"] = torch_entry["size_bytes"]  # model.safetensors, in the bundle
         _relate(rows, reference, torch_ref)
         manifest = build_manifest(
             info,
@@ -546,6 +550,7 @@ def export(
             export_config=config.to_json(),
             fallback_variant="fp32",
             fallback_file="model_fp32.onnx",
+            torch_variant=torch_entry["name"],
             escalation_threshold=config.escalation_threshold,
             pruning=pruning,
         )
@@ -574,6 +579,34 @@ def export(
     from fusion_edge.runtime.bundle import read_manifest
 
     return ExportResult(bundle, rows, notes, read_manifest(bundle))
+
+
+TORCH_VARIANT = "pytorch_fp32"
+TORCH_WEIGHTS_FILE = "model.safetensors"
+
+
+def write_torch_fallback(writer: BundleWriter, model: Any, reference_row: dict[str, Any]) -> dict[str, Any]:
+    """Put the trained (unpruned) model's weights in the bundle as the declared full-model
+    fallback: a ``safetensors`` variant with its own ``model_config``, which the box's
+    ``torch-cuda`` backend loads to rerun unsure windows on a GPU. Its metrics and latency are
+    the PyTorch reference row's (latency: eager on this machine's CPU)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(writer.path(TORCH_WEIGHTS_FILE)), metadata={"format": "fusion-edge-full-model"})
+    return writer.add_variant(
+        {
+            "name": TORCH_VARIANT,
+            "file": TORCH_WEIGHTS_FILE,
+            "precision": "fp32",
+            "format": "safetensors",
+            "target": "torch",
+            "model_config": model.config.to_json(),
+            "metrics": reference_row["metrics"],
+            "latency_ms": reference_row["latency_ms"],
+            "note": "the full model for escalation (torch-cuda); latency is PyTorch eager on the export machine's CPU",
+        }
+    )
 
 
 def _quantization_aware(

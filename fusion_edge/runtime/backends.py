@@ -174,27 +174,70 @@ class TensorRtBackend:
         self.engine = None
 
 
+def nvidia_driver_present() -> bool:
+    """Whether the NVIDIA driver's CUDA library (libcuda) is installed, found without importing
+    torch: a CPU box answers no in milliseconds instead of loading torch to learn it."""
+    import ctypes.util
+
+    return ctypes.util.find_library("cuda") is not None
+
+
 class TorchBackend:
-    """The full-precision PyTorch model: the declared fallback for unsure or failed windows."""
+    """The full-precision PyTorch model: the declared fallback for unsure or failed windows.
+
+    ``weights`` is the bundle's ``model.safetensors`` (the trained, unpruned model) and
+    ``model_config`` its variant's ``model_config``.
+    """
 
     def __init__(self, weights: str | Path, model_config: Mapping[str, Any], *, device: str = "cuda") -> None:
+        on_gpu = device.startswith("cuda")
+        self.name = BackendKind.TORCH_CUDA.value if on_gpu else BackendKind.TORCH_CPU.value
+        if on_gpu and not nvidia_driver_present():
+            raise BackendError(
+                f"{self.name}: no NVIDIA driver (libcuda) on this machine; the full-model "
+                "fallback needs a GPU"
+            )
+        if not Path(weights).is_file():
+            raise BackendError(f"{self.name}: {weights} is missing; copy the whole bundle folder again")
         try:
             import torch
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
             from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
         except ImportError:
             raise MissingDependencyError("torch", "train", "The full-model fallback") from None
+        if on_gpu and not torch.cuda.is_available():
+            raise BackendError(f"{self.name}: no CUDA device is visible; the full-model fallback needs a GPU")
+        self._torch = torch
+        try:
+            self.model = MultimodalCnnLstm(ModelConfig.from_json(dict(model_config)))
+            self.model.load_state_dict(load_file(str(weights)))
+        except (SafetensorError, RuntimeError, OSError, ValueError, TypeError) as exc:
+            raise BackendError(
+                f"{self.name}: cannot load {weights} ({str(exc).splitlines()[0]}); the bundle is "
+                "damaged or was edited, re-export it"
+            ) from None
+        self._setup(self.model, device)
+
+    @classmethod
+    def from_model(cls, model: Any, device: str = "cuda") -> TorchBackend:
+        """The backend around a model already in memory (benchmarks time the box's path with it)."""
+        import torch
+
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise BackendError("torch-cuda: no CUDA device is visible; the full-model fallback needs a GPU")
+        self = cls.__new__(cls)
         self._torch = torch
-        self.model = MultimodalCnnLstm(ModelConfig.from_json(dict(model_config)))
-        self.model.load_state_dict(load_file(str(weights)))
-        self.model.to(device).eval()
+        self.name = BackendKind.TORCH_CUDA.value if device.startswith("cuda") else BackendKind.TORCH_CPU.value
+        self._setup(model, device)
+        return self
+
+    def _setup(self, model: Any, device: str) -> None:
+        self.model = model.to(device).eval()
         self.device = device
         self.input_names = [m[0] for m in self.model.config.modalities]
         self.output_names = [t[0] for t in self.model.config.tasks]
-        self.name = BackendKind.TORCH_CUDA.value if device.startswith("cuda") else BackendKind.TORCH_CPU.value
         self.precision = "fp32"
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -194,6 +194,15 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         raise _fail(
             path, f"fallback variant {fb['variant']!r} is not among the variants {sorted(names)}"
         )
+    torch_variant = fb.get("torch_variant")
+    if torch_variant is not None:
+        var = next((v for v in doc["variants"] if v["name"] == torch_variant), None)
+        if var is None or var.get("format") != "safetensors" or not isinstance(var.get("model_config"), dict):
+            raise _fail(
+                path,
+                f"fallback torch_variant {torch_variant!r} is not a safetensors variant with a "
+                "model_config; re-export the bundle",
+            )
     thr = fb["escalation_threshold"]
     if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0.0 <= thr <= 1.0:
         raise _fail(path, f"fallback escalation_threshold {thr!r} must be a number in [0, 1]")

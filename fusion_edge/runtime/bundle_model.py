@@ -4,6 +4,7 @@ escalation, chosen from the manifest and the kit's backend preference.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,9 @@ from fusion_edge.runtime.backends import BackendKind, BackendSpec
 from fusion_edge.runtime.bundle import read_manifest, verify_bundle
 from fusion_edge.runtime.fallback import BackendChain, Escalator
 
-__all__ = ["BundleModel", "Inference", "backend_specs"]
+__all__ = ["BundleModel", "Inference", "backend_specs", "full_model_specs", "ESCALATION_BACKENDS"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFERENCE = ("tensorrt", "onnxruntime-cuda", "onnxruntime-cpu")
 
@@ -62,16 +65,59 @@ def backend_specs(manifest: Mapping[str, Any], root: Path, preference: Sequence[
     return specs
 
 
-def _full_specs(manifest: Mapping[str, Any], root: Path, preference: Sequence[str]) -> list[BackendSpec]:
-    fb = manifest["fallback"]
-    specs = []
-    weights = root / "model.safetensors"
-    if manifest.get("model_config") and weights.is_file():
-        specs.append(BackendSpec(BackendKind.TORCH_CUDA, weights, "fp32", manifest["model_config"]))
-    if "onnxruntime-cuda" in preference:
-        specs.append(BackendSpec(BackendKind.ONNXRUNTIME_CUDA, root / fb["file"], "fp32"))
-    specs.append(BackendSpec(BackendKind.ONNXRUNTIME_CPU, root / fb["file"], "fp32"))
-    return specs
+#: Backends that can run the full-precision model, with what they run: the bundle's PyTorch
+#: weights (torch-*) or its FP32 ONNX file (onnxruntime-*).
+ESCALATION_BACKENDS = ("torch-cuda", "onnxruntime-cuda", "onnxruntime-cpu", "torch-cpu")
+_GPU_BACKENDS = {"tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "torch-cuda"}
+
+
+def _torch_variant(manifest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    name = manifest["fallback"].get("torch_variant")
+    return next((v for v in manifest["variants"] if v["name"] == name), None) if name else None
+
+
+def full_model_specs(
+    manifest: Mapping[str, Any], root: Path, preference: Sequence[str], escalation_backend: str | None = None
+) -> list[BackendSpec]:
+    """The chain for escalation: the full-precision model on the chosen backend first.
+
+    With ``escalation_backend`` (a kit's ``[escalation] backend``), that backend, then the FP32
+    ONNX on onnxruntime's CPU as the last resort. Without it: on a GPU kit (a GPU backend among
+    ``preference``) the bundle's PyTorch weights on CUDA, then the FP32 ONNX on onnxruntime
+    (CUDA when preferred, then CPU); on a CPU kit the FP32 ONNX on onnxruntime's CPU only.
+    """
+    fp32 = root / manifest["fallback"]["file"]
+    torch_var = _torch_variant(manifest)
+    candidates: dict[str, BackendSpec] = {
+        "onnxruntime-cuda": BackendSpec(BackendKind.ONNXRUNTIME_CUDA, fp32, "fp32"),
+        "onnxruntime-cpu": BackendSpec(BackendKind.ONNXRUNTIME_CPU, fp32, "fp32"),
+    }
+    if torch_var is not None:
+        for kind in (BackendKind.TORCH_CUDA, BackendKind.TORCH_CPU):
+            candidates[kind.value] = BackendSpec(kind, root / torch_var["file"], "fp32", torch_var["model_config"])
+    if escalation_backend is not None:
+        if escalation_backend not in ESCALATION_BACKENDS:
+            raise BundleError(
+                f"escalation backend '{escalation_backend}' cannot run the full-precision model; "
+                f"choose one of {', '.join(ESCALATION_BACKENDS)}"
+            )
+        if escalation_backend not in candidates:
+            log.warning(
+                "%s: the bundle has no PyTorch weights for escalation backend %s (exported by an "
+                "older fusion-edge); escalating to the FP32 ONNX on onnxruntime-cpu instead. "
+                "Re-export the bundle to escalate on the GPU.", root, escalation_backend,
+            )
+        order = [escalation_backend, "onnxruntime-cpu"]
+    else:
+        gpu_kit = bool(_GPU_BACKENDS & set(preference))
+        order = (["torch-cuda"] if gpu_kit else []) + (
+            ["onnxruntime-cuda"] if "onnxruntime-cuda" in preference else []
+        ) + ["onnxruntime-cpu"]
+    seen: list[str] = []
+    for name in order:
+        if name in candidates and name not in seen:
+            seen.append(name)
+    return [candidates[name] for name in seen]
 
 
 @dataclass
@@ -99,6 +145,7 @@ class BundleModel:
         deadline_ms: float | None = None,
         timeout_s: float = 2.0,
         verify: bool = True,
+        escalation_backend: str | None = None,
     ) -> None:
         self.root = Path(bundle)
         self.manifest = verify_bundle(self.root) if verify else read_manifest(self.root)
@@ -122,7 +169,7 @@ class BundleModel:
             # Escalating to the very file the chain already runs would answer the same: skip it.
             active = self.chain.active_spec
             full_specs = [
-                s for s in _full_specs(m, self.root, preference)
+                s for s in full_model_specs(m, self.root, preference, escalation_backend)
                 if active is None or (s.file, s.kind) != (active.file, active.kind)
             ]
             if full_specs:

@@ -21,6 +21,7 @@ from typing import Any
 
 from fusion_edge.errors import ConfigError, MissingDependencyError
 from fusion_edge.runtime.backends import BackendKind
+from fusion_edge.runtime.bundle_model import ESCALATION_BACKENDS
 
 __all__ = [
     "BackendName",
@@ -228,12 +229,14 @@ class EscalationConfig:
     Attributes:
         enabled: Escalate at all.
         threshold: Top-class probability under which to escalate; None uses the bundle's.
-        backend: Backend that runs the full model.
+        backend: Backend that runs the full model; None chooses by the kit (the bundle's
+            PyTorch model on the GPU for a kit with a GPU backend, else the FP32 ONNX on
+            onnxruntime's CPU: `fusion_edge.runtime.bundle_model.full_model_specs`).
     """
 
     enabled: bool = True
     threshold: float | None = None
-    backend: BackendName = BackendName.TORCH_CUDA
+    backend: BackendName | None = None
 
 
 @dataclass(frozen=True)
@@ -511,11 +514,18 @@ def parse_kit(doc: dict[str, Any], text: str, path: Path) -> KitConfig:
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise c.fail(("escalation", "threshold"), f"{threshold} is not a probability between "
                                                   "0 and 1 (exclusive); e.g. 0.6")
-    esc_backend = c.get(esc_doc, ("escalation", "backend"), str, BackendName.TORCH_CUDA.value)
+    esc_backend = c.get(esc_doc, ("escalation", "backend"), str, None)
+    esc_kind = None
+    if esc_backend is not None:
+        esc_kind = _backend(c, esc_backend, ("escalation", "backend"))
+        if esc_kind.value not in ESCALATION_BACKENDS:
+            raise c.fail(("escalation", "backend"), f"'{esc_backend}' cannot run the full-precision model "
+                                                    f"(it runs compressed variants); choose one of "
+                                                    f"{', '.join(ESCALATION_BACKENDS)}, or leave it out")
     escalation = EscalationConfig(
         enabled=c.get(esc_doc, ("escalation", "enabled"), bool, True),
         threshold=float(threshold) if threshold is not None else None,
-        backend=_backend(c, esc_backend, ("escalation", "backend")),
+        backend=esc_kind,
     )
 
     win_doc = c.table(doc.get("windows", {}), ("windows",), "windows")

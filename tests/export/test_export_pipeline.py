@@ -28,7 +28,8 @@ FAST = ExportConfig(precisions=("fp32",), calibration_windows=32, latency_runs=1
 def test_bundle_is_complete_and_verifies(tiny_bundle) -> None:
     manifest = verify_bundle(tiny_bundle.bundle)
     names = [v["name"] for v in manifest["variants"]]
-    assert names == ["fp32", "fp16", "int8_cpu", "int8_qdq_tensorrt"]
+    assert names == ["fp32", "fp16", "int8_cpu", "int8_qdq_tensorrt", "pytorch_fp32"]
+    assert manifest["fallback"]["torch_variant"] == "pytorch_fp32"  # the full model for torch-cuda
     trt = manifest["variants"][3]
     assert trt["kept_float"][0] == "LSTM" and trt["selection"][0]["kept_float"] == []
     assert trt["status"] == ("ok" if trt["selection"][-1]["within_budget"] else "over budget")
@@ -57,7 +58,7 @@ def test_bundle_is_complete_and_verifies(tiny_bundle) -> None:
     # Float variants run the encoders as 2-D convolutions; the INT8 CPU one keeps them 1-D
     # (each layout is the faster one for its onnxruntime kernels), and nothing else is left.
     assert sorted(p.name for p in tiny_bundle.bundle.glob("*.onnx")) == sorted(
-        v["file"] for v in manifest["variants"]
+        v["file"] for v in manifest["variants"] if v["format"] == "onnx"
     )
 
     def conv_ranks(name: str) -> set[int]:
@@ -290,6 +291,10 @@ def test_pruned_export_records_sizes_and_smaller_config(
     result = export(tiny_run, tiny_data, tmp_path / "b", cfg)
     manifest = verify_bundle(result.bundle)
     assert manifest["model_config"]["lstm_hidden"] == [32, 32]
+    # Escalation gets the trained model, not the pruned one.
+    full = next(v for v in manifest["variants"] if v["name"] == manifest["fallback"]["torch_variant"])
+    assert full["model_config"]["lstm_hidden"] == [64, 64]
+    assert full["metrics"] == result.rows[0]["metrics"]
     pruning = manifest["pruning"]
     assert pruning["round_to"] == 8  # the export's default: SIMD-aligned widths
     assert pruning["params_after"] < 0.4 * pruning["params_before"]

@@ -75,6 +75,7 @@ def test_good_kit_values_and_defaults(tmp_path: Path) -> None:
     assert kit.sinks.jsonl == tmp_path / "events.jsonl" and kit.sinks.terminal is False
     assert (kit.sinks.sse.host, kit.sinks.sse.port) == ("0.0.0.0", 8080)
     assert kit.escalation.threshold == 0.55 and kit.escalation.enabled
+    assert kit.escalation.backend is None  # chosen by the kit's backends (full_model_specs)
     assert kit.recording.enabled and kit.recording.path == tmp_path / "recordings"
     assert kit.windows.hop_s is None and kit.load.metric == "player_load"
 
@@ -105,6 +106,8 @@ BAD_CASES = [
     ('id = "p02"', 'id = "p01"', 16, "players[1].id", "already used by players[0]"),
     ("baud = 115200", "baud = 115201", 5, "gnss_ports.rx1.baud", "not a standard baud rate"),
     ("threshold = 0.55", "threshold = 1.5", 38, "escalation.threshold", "between 0 and 1"),
+    ("threshold = 0.55", 'threshold = 0.55\nbackend = "tensorrt"', 39, "escalation.backend",
+     "'tensorrt' cannot run the full-precision model"),
     ('sse = { host = "0.0.0.0", port = 8080 }', 'sse = { host = "0.0.0.0", port = 70000 }', 29,
      "sinks.sse.port", "not a TCP port"),
     ('team = "home"', 'team = 3', 10, "players[0].team", "must be a str, got int"),
