@@ -10,6 +10,9 @@ loads RUN's trained model (needs safetensors) for its own size, and times it wit
 benchmarks/results/gpu_throughput.json. Needs only torch and numpy beyond this source tree, so
 it runs on a GPU machine where nothing else of ours is installed. Without a CUDA device it says
 so and exits 2 (``--device cpu`` times the CPU instead, for comparison).
+
+It also times the box's escalation path (``escalation``: `TorchBackend.run`, numpy in and out,
+at batch 1 and at ``--batch``): what an unsure window costs on the GPU, copies included.
 """
 
 from __future__ import annotations
@@ -35,6 +38,38 @@ def default_model(size: str) -> MultimodalCnnLstm:
     return MultimodalCnnLstm(ModelConfig.for_dataset(spec, size)).eval()
 
 
+def escalation_latency(model: MultimodalCnnLstm, batch: int, device: str, warmup: int, iters: int) -> dict:
+    """Wall-clock ms of one escalation call the way the box makes it: `TorchBackend.run` with
+    float32 numpy windows in and numpy outputs back (host-to-device copies, the FP32 forward, the
+    copies back), one call at a time. Median and p90 over ``iters`` calls."""
+    import copy
+    import time
+
+    import numpy as np
+
+    from fusion_edge.runtime.backends import TorchBackend
+
+    backend = TorchBackend.from_model(copy.deepcopy(model), device)
+    rng = np.random.default_rng(0)
+    x = {name: rng.normal(size=(batch, c, s)).astype(np.float32) for name, c, s in model.config.modalities}
+    for _ in range(warmup):
+        backend.run(x)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        backend.run(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    backend.close()
+    return {
+        "backend": backend.name,
+        "device": device,
+        "batch": batch,
+        "iters": iters,
+        "median_ms": float(np.median(times)),
+        "p90_ms": float(np.percentile(times, 90)),
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", type=Path, help="a training run folder (default: random weights)")
@@ -45,6 +80,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--no-escalation", action="store_true", help="skip the box's escalation-path timing")
     args = ap.parse_args()
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -79,6 +115,17 @@ def main() -> int:
                 f"{r['windows_per_s']:10.0f} windows/s  ({r['device']})",
                 flush=True,
             )
+    escalation = []
+    if not args.no_escalation:
+        for size, model in models.items():
+            for batch in sorted({1, args.batch}):
+                r = escalation_latency(model, batch, args.device, args.warmup, args.iters)
+                escalation.append({"size": size, **r})
+                print(
+                    f"{size:6s} escalation ({r['backend']}, numpy in/out) batch {batch:3d}  "
+                    f"median {r['median_ms']:7.3f} ms  p90 {r['p90_ms']:7.3f} ms",
+                    flush=True,
+                )
     doc = {
         "machine": {
             "python": platform.python_version(),
@@ -89,6 +136,7 @@ def main() -> int:
         "weights": str(args.run) if args.run else "random (time does not depend on them)",
         "setup": {"batch": args.batch, "warmup": args.warmup, "iters": args.iters},
         "rows": rows,
+        "escalation": escalation,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2))
