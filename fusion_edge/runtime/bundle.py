@@ -153,13 +153,24 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         )
     if not isinstance(doc["inputs"], list) or not doc["inputs"]:
         raise _fail(path, "'inputs' must be a non-empty list")
+    if not isinstance(doc["normalization"], dict):
+        raise _fail(path, "'normalization' must be an object of per-input statistics; re-export the bundle")
     for i, inp in enumerate(doc["inputs"]):
         _check_keys(inp, _INPUT_KEYS, path, f"inputs[{i}]")
+        if not isinstance(inp["channels"], list):
+            raise _fail(path, f"inputs[{i}].channels must be a list of channel names; re-export the bundle")
+        for key in ("sample_rate_hz", "window_samples", "hop_seconds"):
+            value = inp.get(key)
+            if key in inp and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise _fail(path, f"inputs[{i}].{key} must be a number, got {value!r}; re-export the bundle")
         if inp["name"] not in doc["normalization"]:
             raise _fail(path, f"normalization lacks input '{inp['name']}'; re-export the bundle")
         stats = doc["normalization"][inp["name"]]
+        if not isinstance(stats, dict):
+            raise _fail(path, f"normalization['{inp['name']}'] must be an object with mean and std; "
+                              "re-export the bundle")
         for key in ("mean", "std"):
-            if len(stats.get(key, [])) != len(inp["channels"]):
+            if not isinstance(stats.get(key, []), list) or len(stats.get(key, [])) != len(inp["channels"]):
                 raise _fail(
                     path,
                     f"normalization['{inp['name']}']['{key}'] must have one value per channel "

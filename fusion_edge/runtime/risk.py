@@ -238,7 +238,7 @@ def load_history(path: str | os.PathLike[str]) -> dict[str, DailyLoadHistory]:
             f"load history {p} does not exist: point the kit at the file exported from your "
             "load-monitoring tool, or leave it out to show no risk band"
         ) from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _history_error(p, f"is not valid JSON ({exc})") from None
     if isinstance(data, dict) and "players" in data:
         if not isinstance(data["players"], list):

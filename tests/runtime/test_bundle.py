@@ -92,6 +92,11 @@ def test_damage_is_named(tmp_path: Path, damage, message: str) -> None:
         (lambda d: d["variants"][1].update(precision="int4"), "precision 'int4'"),
         (lambda d: d["fallback"].update(variant="nope"), "fallback variant"),
         (lambda d: d["normalization"]["imu"].update(std=[1.0]), "one value per channel"),
+        # A damaged manifest that is still JSON: named, not a TypeError / ValueError traceback.
+        (lambda d: d.update(normalization=None), "'normalization' must be an object"),
+        (lambda d: d["normalization"].update(imu=None), "normalization\\['imu'\\] must be an object"),
+        (lambda d: d["inputs"][0].update(sample_rate_hz="forty"), "sample_rate_hz must be a number"),
+        (lambda d: d["inputs"][0].update(channels="ax"), "channels must be a list"),
     ],
 )
 def test_schema_problems_are_named(tmp_path: Path, edit, message: str) -> None:

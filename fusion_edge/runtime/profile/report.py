@@ -163,7 +163,7 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise FusionEdgeError(
             f"{p} does not exist: give a report.json written by 'fusion-edge profile'"
         ) from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FusionEdgeError(
             f"{p} is not JSON ({exc}); give a report.json written by 'fusion-edge profile'"
         ) from None
