@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fusion_edge.errors import FusionEdgeError
 
@@ -31,9 +32,14 @@ err_console = make_console(stderr=True)
 
 @contextmanager
 def cli_errors() -> Iterator[None]:
-    """Turn a FusionEdgeError into a one-line message and exit code 2 (no traceback)."""
+    """Turn a FusionEdgeError into a one-line message and exit code 2 (no traceback).
+
+    The message is escaped: it is plain text, and its square brackets (``[gnss_ports.rx9]``,
+    ``[[players]]``, ``pip install 'fusion-edge[gpu]'``) must reach the user, not be taken for
+    rich markup and silently removed.
+    """
     try:
         yield
     except FusionEdgeError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None

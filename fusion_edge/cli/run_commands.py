@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -20,24 +21,49 @@ def register(app: typer.Typer) -> None:
     app.command("replay")(replay)
 
 
-def _sinks(stack: ExitStack, events: Path | None, table: bool, sse: int | None) -> Any:
-    from fusion_edge.runtime.sinks import JsonLinesSink, SinkHub, SseSink, TerminalTableSink
+def _sinks(stack: ExitStack, events: Path | None, table: bool, sse: int | None,
+           sse_host: str = "127.0.0.1") -> tuple[Any, Any]:
+    """The run's sink hub, and its events-file sink (to mark the session done)."""
+    from fusion_edge.runtime.sinks import SessionJsonLinesSink, SinkHub, SseSink, TerminalTableSink
 
     sinks: list[Any] = []
+    fresh = None
     if events is not None:
-        events.parent.mkdir(parents=True, exist_ok=True)
-        if events.exists():
-            events.unlink()  # one run, one events file
-        sinks.append(JsonLinesSink(events))
+        fresh = SessionJsonLinesSink(events)
+        sinks.append(fresh)
     if table:
         sinks.append(TerminalTableSink(console=console))
     if sse is not None:
-        s = SseSink(port=sse)
+        s = SseSink(host=sse_host, port=sse)
         console.print(f"coach's tablet: open [bold]{s.url}[/] on the kit's network")
         sinks.append(s)
     hub = SinkHub(sinks)
     stack.callback(hub.close)
-    return hub
+    return hub, fresh
+
+
+def _check_outputs(**paths: Path | None) -> None:
+    """Refuse output paths that cannot be written before the session, not after it."""
+    from fusion_edge.errors import ConfigError
+
+    for option, path in paths.items():
+        if path is None:
+            continue
+        flag = "--" + option.replace("_", "-")
+        if path.is_dir():
+            raise ConfigError(f"{flag} {path} is a folder; give a file name inside it, "
+                              f"e.g. {flag} {path / _DEFAULT_NAMES[option]}")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise ConfigError(f"{flag} {path}: cannot write into {parent}; choose a path in a "
+                              "writable folder")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ConfigError(f"{flag} {path} is read-only; choose another file or make it writable")
+
+
+_DEFAULT_NAMES = {"events": "events.jsonl", "stats": "stats.json", "record": "session.sqlite"}
 
 
 def print_stats(summary: Any, title: str) -> None:
@@ -66,12 +92,19 @@ def print_stats(summary: Any, title: str) -> None:
 def _save(path: Path | None, doc: dict) -> None:
     if path is None:
         return
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=2))
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp.is_file():
+            tmp.unlink()
+        # The session is over and scored: say where the figures could not go, print them instead.
+        err_console.print(f"[bold red]error:[/] could not write the statistics to {path} ({exc}); "
+                          "they follow here as JSON")
+        console.print_json(json.dumps(doc))
+        raise typer.Exit(1) from None
 
 
 def run(
@@ -91,7 +124,9 @@ def run(
              "or torch-cpu (default: the kit file's, else torch-cuda on a GPU kit, onnxruntime-cpu otherwise).",
     ),
     sse: int = typer.Option(None, "--sse", help="Serve live events on http://127.0.0.1:PORT/ (0: any port)."),
-    table: bool = typer.Option(True, "--table/--no-table", help="Live terminal table."),
+    table: bool = typer.Option(
+        None, "--table/--no-table", help="Live terminal table (default: the kit file's [sinks] terminal, else on)."
+    ),
 ) -> None:
     """Run the field kit: per-player feedback from pods over BLE and GNSS over serial."""
     from fusion_edge.runtime.bundle_model import DEFAULT_PREFERENCE, BundleModel
@@ -105,41 +140,62 @@ def run(
         raise typer.Exit(2)
     with cli_errors(), ExitStack() as stack:
         kit_cfg = None
+        setups = None
+        sse_host = "127.0.0.1"
         if kit is not None:
             from fusion_edge.runtime.kit import load_kit
 
             kit_cfg = load_kit(kit)
+            # Everything the kit file decides is checked before the bundle loads and before any
+            # output (events, recording) is touched.
+            setups = setups_from_kit(kit_cfg)
             prefs = backend or [b.value for b in kit_cfg.backends]
             events = events or kit_cfg.sinks.jsonl
+            if table is None:
+                table = kit_cfg.sinks.terminal
+            if sse is None and kit_cfg.sinks.sse is not None:
+                sse, sse_host = kit_cfg.sinks.sse.port, kit_cfg.sinks.sse.host
         else:
             prefs = backend or list(DEFAULT_PREFERENCE)
+        table = True if table is None else table
+        _check_outputs(events=events, stats=stats, record=record)
         esc = kit_cfg.escalation if kit_cfg is not None else None
         if escalation_backend is None and esc is not None and esc.backend is not None:
             escalation_backend = esc.backend.value
         model = BundleModel(bundle, preference=prefs, escalation=esc.enabled if esc else True,
                             threshold=esc.threshold if esc else None, escalation_backend=escalation_backend)
         stack.callback(model.close)
+        if kit_cfg is not None:
+            from fusion_edge.runtime.kit_runner import check_kit_windows
+
+            check_kit_windows(kit_cfg, model.manifest)
         console.print(f"bundle {bundle}: answering with [bold]{model.chain.name}[/] "
                       f"({model.chain.active.precision}); escalation to "
                       f"{model.escalator.full.name if model.escalator.full else 'none'} under "
                       f"{model.threshold:.2f}")
-        hub = _sinks(stack, events, table, sse)
+        hub, fresh = _sinks(stack, events, table, sse, sse_host)
         recorder = None
         closing_errors: list[str] = []
         if kit_cfg is not None:
             from fusion_edge.runtime.kit_runner import pitch_origin
 
-            meta = session_metadata(setups_from_kit(kit_cfg), pitch_origin(kit_cfg),
+            meta = session_metadata(setups, pitch_origin(kit_cfg),
                                     {"bundle": str(bundle), "hop_s": kit_cfg.windows.hop_s})
             if record is None and kit_cfg.recording.enabled:
                 record = kit_cfg.recording.path / f"session-{int(__import__('time').time())}.sqlite"
+                _check_outputs(record=record)
+            ran: list[bool] = []
             if record is not None:
                 record.parent.mkdir(parents=True, exist_ok=True)
+                # A file this run creates and never records into (no receiver, no adapter) is removed
+                # again; a file given to append to is left alone.
+                stack.callback(_drop_unused_recording, record, not record.exists(), ran)
                 recorder = SessionRecorder(record, meta)
                 recorder.start()
                 stack.callback(_close_recorder, recorder, closing_errors)
             processor, summary = asyncio.run(run_kit(kit_cfg, model, seconds=seconds, sinks=hub, recorder=recorder,
                                                      on_progress=lambda m: console.print(m)))
+            ran.append(True)
         else:
             cfg = SimulatedKitConfig(scenario=simulate, seconds=seconds or 30.0, seed=seed, players=players)
             if record is not None:
@@ -149,6 +205,8 @@ def run(
             processor, summary = asyncio.run(run_simulated_kit(
                 cfg, model, sinks=hub, recorder=recorder, processor_config=ProcessorConfig(),
                 on_progress=lambda m: console.print(m)))
+        if fresh is not None:
+            fresh.session_done()  # the file is this run's even if the session scored nothing
     print_stats(summary, f"field session: {summary.seconds:.0f} s")
     doc = summary.to_json()
     if closing_errors:
@@ -166,6 +224,23 @@ def run(
         raise typer.Exit(1)
     if record:
         console.print(f"recording: [bold]{record}[/] (replay with 'fusion-edge replay {record} --bundle B')")
+
+
+def _drop_unused_recording(path: Path, created: bool, ran: list[bool]) -> None:
+    """Remove a recording this run created when its session never started and holds nothing."""
+    if ran or not created or not path.is_file():
+        return
+    from fusion_edge.errors import FusionEdgeError
+    from fusion_edge.runtime.recording import SessionReader
+
+    try:
+        with SessionReader(path, verify=False) as reader:
+            empty = all(reader.count(kind) == 0 for kind in ("packet", "gnss"))
+    except (FusionEdgeError, OSError, ValueError):
+        return
+    if empty:
+        for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            p.unlink(missing_ok=True)
 
 
 def _close_recorder(recorder: Any, errors: list[str]) -> None:
@@ -227,7 +302,10 @@ def replay(
     with cli_errors(), ExitStack() as stack:
         model = BundleModel(bundle, preference=backend or ["onnxruntime-cpu"])
         stack.callback(model.close)
-        hub = _sinks(stack, events, False, None)
+        _check_outputs(events=events, stats=stats)
+        hub, fresh = _sinks(stack, events, False, None)
         processor, summary = replay_session(session, model, session_id=session_id, sinks=hub)
+        if fresh is not None:
+            fresh.session_done()
     print_stats(summary, f"replay of {session}")
     _save(stats, summary.to_json())

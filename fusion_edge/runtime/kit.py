@@ -630,6 +630,15 @@ def load_kit(path: str | os.PathLike[str]) -> KitConfig:
     except FileNotFoundError:
         raise KitError(p, None, "", "kit file does not exist; copy examples/kit.toml and "
                                     "edit it for your squad") from None
+    except IsADirectoryError:
+        raise KitError(p, None, "", "is a folder; give the kit file inside it (e.g. "
+                                    f"{p / 'kit.toml'})") from None
+    except UnicodeDecodeError as exc:
+        raise KitError(p, None, "", f"is not a text file ({exc}); give the TOML kit file "
+                                    "(start from examples/kit.toml)") from None
+    except OSError as exc:
+        raise KitError(p, None, "", f"cannot be read ({exc.strerror or exc}); check the path "
+                                    "and its permissions") from None
     toml = _toml()
     try:
         doc = toml.loads(text)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,49 @@ def processor_options(kit: Any, base: ProcessorConfig | None = None) -> dict[str
     return opts
 
 
+def _kit_error(kit: Any, key: tuple[str | int, ...], message: str) -> ConfigError:
+    """A KitError pointing at the kit file's line of ``key`` (the file is read again to find it)."""
+    from fusion_edge.runtime.kit import KitError, TomlLocator, format_key
+
+    path = getattr(kit, "path", None)
+    if path is None:
+        return ConfigError(message)
+    try:
+        line = TomlLocator(Path(path).read_text(encoding="utf-8")).line_of(key)
+    except (OSError, UnicodeDecodeError):
+        line = None
+    return KitError(Path(path), line, format_key(key), message)
+
+
+def check_kit_windows(kit: Any, manifest: Mapping[str, Any]) -> None:
+    """Refuse a kit whose ``[windows]`` disagrees with the bundle it runs.
+
+    The window is the model's input length, fixed at export: a different ``window_s`` cannot be
+    honoured, so it is an error rather than silently ignored. The hop may be anything up to the
+    window.
+    """
+    windows = getattr(kit, "windows", None)
+    if windows is None:
+        return
+    imu = next((i for i in manifest.get("inputs", ()) if i.get("name") == "imu"), None)
+    if imu is None:
+        return  # the bundle check names a bundle without an IMU input
+    bundle_window = float(imu["window_samples"]) / float(imu["sample_rate_hz"])
+    if windows.window_s is not None and abs(windows.window_s - bundle_window) > 1e-6:
+        raise _kit_error(
+            kit, ("windows", "window_s"),
+            f"window {windows.window_s:g} s, but this bundle's model takes {bundle_window:g} s windows "
+            f"(its input length, fixed at export); set window_s = {bundle_window:g} or remove it, or "
+            "export a model trained on the window you want",
+        )
+    if windows.hop_s is not None and windows.hop_s > bundle_window + 1e-9:
+        raise _kit_error(
+            kit, ("windows", "hop_s"),
+            f"hop {windows.hop_s:g} s is longer than this bundle's {bundle_window:g} s window: samples "
+            f"between windows would never be scored; use a hop of at most {bundle_window:g} s",
+        )
+
+
 def setups_from_kit(kit: Any) -> list[PlayerSetup]:
     """Players of a kit file as the processor needs them.
 
@@ -87,11 +130,14 @@ def setups_from_kit(kit: Any) -> list[PlayerSetup]:
     if pitch is not None and pitch.attacks_plus_x is not None:
         teams[pitch.attacks_plus_x] = 0
     out = []
-    for p in kit.players:
+    for i, p in enumerate(kit.players):
         if p.pod is None or p.gnss_port is None:
-            raise ConfigError(
-                f"{kit.path}: player '{p.id}' needs both a pod and a GNSS port for the model's "
-                "two inputs; add the missing one"
+            missing = "pod" if p.pod is None else "gnss_port"
+            raise _kit_error(
+                kit, ("players", i),
+                f"player '{p.id}' has no {missing}: a live session needs both a pod and a GNSS "
+                f"port per player (the model's IMU and position inputs); add {missing}, or leave "
+                "the player out of this session's kit file",
             )
         team = teams.setdefault(p.team, len(teams))
         cal = load_calibration(p.calibration) if p.calibration is not None else None

@@ -254,6 +254,43 @@ class JsonLinesSink:
         self._file.close()
 
 
+class SessionJsonLinesSink:
+    """One run, one events file: the file's old content is replaced, but only once this run
+    has something to put there (its first event, or :meth:`session_done` at the end of a
+    session that scored nothing).
+
+    A run that stops before its session starts (a typo in the scenario, a missing serial port,
+    no Bluetooth adapter) leaves the previous session's events file as it was.
+    """
+
+    name = "jsonl"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._sink: JsonLinesSink | None = None
+        self._lock = threading.Lock()
+
+    def _open(self) -> JsonLinesSink:
+        with self._lock:
+            if self._sink is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.unlink(missing_ok=True)
+                self._sink = JsonLinesSink(self.path)
+            return self._sink
+
+    def handle(self, events: Sequence[FeedbackEvent]) -> None:
+        self._open().handle(events)
+
+    def session_done(self) -> None:
+        """The session ran: the file is this run's even if it scored nothing."""
+        self._open()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sink is not None:
+                self._sink.close()
+
+
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 

@@ -64,7 +64,40 @@ def test_example_kit_loads() -> None:
     assert [p.id for p in kit.players] == ["p01", "p02", "p03", "p04"]
     assert kit.backends == (BackendName.TENSORRT, BackendName.ONNXRUNTIME_CUDA,
                             BackendName.ONNXRUNTIME_CPU)
-    assert kit.player("p04").gnss_port is None and kit.sinks.sse is not None
+    assert kit.player("p04").gnss_port == "rx2" and kit.sinks.sse is not None
+
+
+def test_example_kit_is_runnable() -> None:
+    """`fusion-edge run --kit examples/kit.toml` gets past the kit (it used to refuse p04, which
+    had no GNSS port, only after loading the bundle and wiping the events file)."""
+    from fusion_edge.runtime.kit_runner import setups_from_kit
+
+    setups = setups_from_kit(load_kit(REPO / "examples" / "kit.toml"))
+    assert [s.player_id for s in setups] == ["p01", "p02", "p03", "p04"]
+
+
+def test_player_without_gnss_is_refused_at_its_line(tmp_path: Path) -> None:
+    from fusion_edge.runtime.kit_runner import setups_from_kit
+
+    path = write(tmp_path, 'name = "x"\n\n[[players]]\nid = "a"\npod = "C0:FE:00:00:00:01"\n')
+    with pytest.raises(KitError, match=r"kit.toml:3: players\[0\]: player 'a' has no gnss_port") as info:
+        setups_from_kit(load_kit(path))
+    assert info.value.line == 3
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", None])
+def test_unreadable_kit_file_is_a_kit_error(tmp_path: Path, content: bytes | None) -> None:
+    """A binary file or a folder given as --kit: a KitError, not a traceback."""
+    if content is None:
+        path = tmp_path / "kits"
+        path.mkdir()
+        match = "is a folder"
+    else:
+        path = tmp_path / "kit.toml"
+        path.write_bytes(content)
+        match = "is not a text file"
+    with pytest.raises(KitError, match=match):
+        load_kit(path)
 
 
 def test_good_kit_values_and_defaults(tmp_path: Path) -> None:

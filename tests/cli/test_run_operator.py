@@ -1,0 +1,167 @@
+"""`fusion-edge run` / `replay` / `profile compare` with an operator's mistakes: clear errors, no
+tracebacks, and nothing good lost (the last session's events file, an unused recording).
+
+The bundle is replaced by a stand-in where the command must stop before it is used, so these
+tests need no trained model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from fusion_edge.cli.app import app
+from fusion_edge.errors import TransportError
+
+runner = CliRunner()
+
+KIT = """name = "t"
+[pitch]
+lat = 51.556
+lon = -0.2796
+
+[gnss_ports.rx1]
+path = "/dev/ttyACM0"
+
+[[players]]
+id = "p01"
+team = "home"
+pod = "C0:FE:00:00:00:01"
+gnss_port = "rx1"
+"""
+
+
+def invoke(*args: Any):
+    r = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
+    r.text = " ".join(r.output.split())  # the error console wraps long lines
+    return r
+
+
+class _FakeModel:
+    """Enough of a BundleModel for `run` to print its banner."""
+
+    def __init__(self, *a: Any, **k: Any) -> None:
+        self.chain = SimpleNamespace(name="onnxruntime-cpu", active=SimpleNamespace(precision="int8"))
+        self.escalator = SimpleNamespace(full=None)
+        self.threshold = 0.6
+        self.manifest = {"inputs": [{"name": "imu", "window_samples": 240, "sample_rate_hz": 40.0}]}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fusion_edge.runtime.bundle_model as bm
+
+    monkeypatch.setattr(bm, "BundleModel", _FakeModel)
+
+
+def test_error_text_in_brackets_reaches_the_operator(tmp_path: Path) -> None:
+    """Rich markup used to eat '[gnss_ports.rx9]' ('add a  table with path and baud')."""
+    kit = tmp_path / "kit.toml"
+    kit.write_text(KIT.replace('gnss_port = "rx1"', 'gnss_port = "rx9"'))
+    r = invoke("run", "--kit", kit, "--bundle", tmp_path / "no-bundle")
+    assert r.exit_code == 2, r.output
+    assert "add a [gnss_ports.rx9] table" in r.text
+    assert "Traceback" not in r.text
+
+
+def test_pod_only_player_is_refused_first_and_events_are_kept(tmp_path: Path) -> None:
+    kit = tmp_path / "kit.toml"
+    kit.write_text(KIT.replace('gnss_port = "rx1"\n', "") + '[sinks]\njsonl = "events.jsonl"\n')
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"last": "session"}\n')
+    r = invoke("run", "--kit", kit, "--bundle", tmp_path / "no-bundle", "--no-table")
+    assert r.exit_code == 2, r.output
+    assert "kit.toml:9: players[0]: player 'p01' has no gnss_port" in r.text
+    assert events.read_text() == '{"last": "session"}\n'
+
+
+@pytest.mark.parametrize("option", ["--stats", "--events", "--record"])
+def test_output_path_that_is_a_folder_is_refused_before_the_session(tmp_path: Path, option: str) -> None:
+    """--stats DIR used to raise IsADirectoryError after the whole session."""
+    r = invoke("run", "--simulate", "5v5", "--seconds", 1, "--bundle", tmp_path / "no-bundle",
+               option, tmp_path)
+    assert r.exit_code == 2, r.output
+    assert f"{option} {tmp_path} is a folder" in r.text
+
+
+def test_startup_failure_keeps_the_last_events_file(tmp_path: Path, fake_model: None) -> None:
+    """A typo in the scenario used to empty the previous session's events file."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"last": "session"}\n')
+    r = invoke("run", "--simulate", "5v55", "--seconds", 1, "--bundle", tmp_path, "--no-table",
+               "--events", events)
+    assert r.exit_code == 2, r.output
+    assert "unknown scenario '5v55'" in r.text
+    assert events.read_text() == '{"last": "session"}\n'
+
+
+def test_kit_sinks_are_honoured_and_an_unused_recording_is_removed(
+    tmp_path: Path, fake_model: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[sinks] terminal = false and [sinks.sse] used to be ignored by `run`; a session that
+    never started left an empty recording behind."""
+    import fusion_edge.cli.run_commands as rc
+    import fusion_edge.runtime.kit_runner as kr
+
+    seen: dict[str, Any] = {}
+    real_sinks = rc._sinks
+
+    def spy(stack, events, table, sse, sse_host="127.0.0.1"):
+        seen.update(table=table, sse=sse, host=sse_host)
+        return real_sinks(stack, events, table, None, sse_host)  # no server in a test
+
+    async def no_adapter(*a: Any, **k: Any):
+        raise TransportError("Bluetooth is not available")
+
+    monkeypatch.setattr(rc, "_sinks", spy)
+    monkeypatch.setattr(kr, "run_kit", no_adapter)
+    kit = tmp_path / "kit.toml"
+    kit.write_text(KIT + '[sinks]\nterminal = false\n[sinks.sse]\nhost = "0.0.0.0"\nport = 8799\n'
+                         '[recording]\npath = "rec"\n')
+    r = invoke("run", "--kit", kit, "--bundle", tmp_path)
+    assert r.exit_code == 2, r.output
+    assert "Bluetooth is not available" in r.text
+    assert seen == {"table": False, "sse": 8799, "host": "0.0.0.0"}
+    assert list((tmp_path / "rec").iterdir()) == []
+
+    # A recording file given to append to is never removed.
+    keep = tmp_path / "keep.sqlite"
+    from fusion_edge.runtime.recording import SessionRecorder
+
+    with SessionRecorder(keep, {"earlier": True}) as rec:
+        rec.record_packet("pod", 1, b"\x01")
+    r = invoke("run", "--kit", kit, "--bundle", tmp_path, "--record", keep)
+    assert r.exit_code == 2 and keep.is_file(), r.output
+
+
+@pytest.mark.parametrize(
+    ("windows", "says"),
+    [
+        ("window_s = 4.0", "kit.toml:16: windows.window_s: window 4 s, but this bundle's model takes 6 s windows"),
+        ("hop_s = 8.0", "kit.toml:16: windows.hop_s: hop 8 s is longer than this bundle's 6 s window"),
+    ],
+)
+def test_kit_window_that_disagrees_with_the_bundle_is_refused(
+    tmp_path: Path, fake_model: None, windows: str, says: str
+) -> None:
+    """[windows] window_s used to be accepted and silently ignored."""
+    kit = tmp_path / "kit.toml"
+    kit.write_text(KIT + f"\n[windows]\n{windows}\n")
+    r = invoke("run", "--kit", kit, "--bundle", tmp_path, "--no-table")
+    assert r.exit_code == 2, r.output
+    assert says in r.text
+
+
+def test_profile_compare_of_a_binary_file_is_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "report.json"
+    bad.write_bytes(b"\xff\xfe\x00\x01")
+    r = invoke("profile", "compare", bad, bad)
+    assert r.exit_code == 2, r.output
+    assert "is not JSON" in r.text
