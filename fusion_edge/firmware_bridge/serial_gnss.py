@@ -271,8 +271,11 @@ class SerialGnssTransport:
     def _give_up(
         self, cause: BaseException | None, waited_s: float, *, initial: bool
     ) -> TransportError:
-        what = (f"could not be opened within {waited_s:.1f} s" if initial
-                else f"disappeared and did not come back within {waited_s:.1f} s")
+        if initial:
+            what = (f"could not be opened within {waited_s:.1f} s" if waited_s > 0
+                    else "could not be opened")
+        else:
+            what = f"disappeared and did not come back within {waited_s:.1f} s"
         error = TransportError(
             f"GNSS receiver on {self.port!r} {what} (last error: {cause}). "
             + _CHECKLIST.format(port=self.port)

@@ -162,7 +162,7 @@ class BundleModel:
                 f"{self.root}: none of the preferred backends {list(preference)} has a variant in "
                 "this bundle; add onnxruntime-cpu to the kit's backends or export more variants"
             )
-        self.chain = BackendChain(specs, timeout_s=timeout_s, deadline_ms=deadline_ms)
+        self.chain = BackendChain(specs, timeout_s=timeout_s, deadline_ms=deadline_ms, role="compressed model")
         self.threshold = float(m["fallback"]["escalation_threshold"] if threshold is None else threshold)
         full = None
         if escalation:
@@ -173,7 +173,7 @@ class BundleModel:
                 if active is None or (s.file, s.kind) != (active.file, active.kind)
             ]
             if full_specs:
-                full = BackendChain(full_specs, timeout_s=timeout_s)
+                full = BackendChain(full_specs, timeout_s=timeout_s, role="full model (escalation)")
         class_tasks = [t["name"] for t in self.tasks if t["kind"] == "class"]
         self.escalator = Escalator(full, self.threshold, class_tasks)
 

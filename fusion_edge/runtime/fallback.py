@@ -70,6 +70,8 @@ class BackendChain:
         deadline_ms: a call over this counts as a deadline miss; ``miss_limit`` misses in a row
             move to the next backend. None: no deadline.
         opener: how a spec becomes a backend (tests inject failing ones).
+        role: what the chain runs, for its log lines (a box runs two chains: the compressed
+            model and the full model it escalates to).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class BackendChain:
         deadline_ms: float | None = None,
         miss_limit: int = 5,
         opener: Callable[[BackendSpec], InferenceBackend] = open_backend,
+        role: str = "model",
     ) -> None:
         if not specs:
             raise BackendError("no backend to run: the kit's backend list and the bundle share none")
@@ -88,6 +91,7 @@ class BackendChain:
         self.deadline_ms = deadline_ms
         self.miss_limit = miss_limit
         self.opener = opener
+        self.role = role
         self.counters = ChainCounters()
         self._index = -1
         self._active: InferenceBackend | None = None
@@ -130,11 +134,11 @@ class BackendChain:
             except FusionEdgeError as exc:
                 self.counters.load_failures += 1
                 self._errors.append(str(exc))
-                log.warning("backend %s did not load: %s", spec.kind.value, exc)
+                log.warning("backend %s for the %s did not load: %s", spec.kind.value, self.role, exc)
         if old is not None:
             to = self._active.name if self._active is not None else None
             self.counters.switches.append(Switch(time.monotonic_ns(), old, to, reason))
-            log.warning("backend switch %s -> %s: %s", old, to, reason)
+            log.warning("backend switch for the %s %s -> %s: %s", self.role, old, to, reason)
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], str]:
         """Run one batch; returns (outputs, name of the backend that answered)."""

@@ -66,6 +66,13 @@ def test_load_failure_falls_through_and_is_counted():
     assert chain.counters.switches == []  # nothing was running yet
 
 
+def test_log_lines_say_which_model_the_chain_runs(caplog: pytest.LogCaptureFixture):
+    """A box runs two chains; the same 'did not load' twice used to read as a repeated line."""
+    with caplog.at_level("WARNING", logger="fusion_edge.runtime.fallback"):
+        _chain({"a": BackendError("no CUDA device"), "b": FakeBackend("b")}, role="full model (escalation)")
+    assert "backend onnxruntime-cpu for the full model (escalation) did not load: no CUDA device" in caplog.text
+
+
 def test_runtime_error_switches_to_next_and_logs_reason():
     bad, good = FakeBackend("a", "raise"), FakeBackend("b")
     chain = _chain({"a": bad, "b": good})
