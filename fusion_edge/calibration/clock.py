@@ -390,36 +390,42 @@ def read_clock_csv(path: str | Path) -> list[ClockObservation]:
     path = Path(path)
     wanted = ("device", "boot_id", "device_time_us", "host_time_ns")
     if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
         raise CalibrationError(
-            f"clock recording {path} does not exist; give a CSV with columns {','.join(wanted)}"
+            f"clock recording {path} {what}; give a CSV with columns {','.join(wanted)}"
         )
     out: list[ClockObservation] = []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        names = [n.strip() for n in (reader.fieldnames or [])]
-        missing = [c for c in wanted if c not in names]
-        if missing:
-            raise CalibrationError(
-                f"{path}: the header lacks column(s) {', '.join(missing)}; the header must be "
-                f"{','.join(wanted)}"
-            )
-        for line_no, row in enumerate(reader, start=2):
-            row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
-            try:
-                obs = ClockObservation(
-                    device=row["device"],
-                    boot_id=int(row["boot_id"]),
-                    device_time_us=int(row["device_time_us"]),
-                    host_time_ns=int(row["host_time_ns"]),
-                )
-            except ValueError:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel) is not part of the header
+            reader = csv.DictReader(f)
+            names = [n.strip() for n in (reader.fieldnames or [])]
+            missing = [c for c in wanted if c not in names]
+            if missing:
                 raise CalibrationError(
-                    f"{path}: line {line_no} is not device,<int>,<int>,<int> ({row}); fix or "
-                    "drop that row"
-                ) from None
-            if not obs.device:
-                raise CalibrationError(f"{path}: line {line_no} has no device name; fix that row")
-            out.append(obs)
+                    f"{path}: the header lacks column(s) {', '.join(missing)}; the header must be "
+                    f"{','.join(wanted)}"
+                )
+            for line_no, row in enumerate(reader, start=2):
+                row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+                try:
+                    obs = ClockObservation(
+                        device=row["device"],
+                        boot_id=int(row["boot_id"]),
+                        device_time_us=int(row["device_time_us"]),
+                        host_time_ns=int(row["host_time_ns"]),
+                    )
+                except ValueError:
+                    raise CalibrationError(
+                        f"{path}: line {line_no} is not device,<int>,<int>,<int> ({row}); fix or "
+                        "drop that row"
+                    ) from None
+                if not obs.device:
+                    raise CalibrationError(f"{path}: line {line_no} has no device name; fix that row")
+                out.append(obs)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CalibrationError(
+            f"{path} is not a text CSV ({exc}); give a UTF-8 CSV with columns {','.join(wanted)}"
+        ) from None
     if not out:
         raise CalibrationError(f"{path}: no observations; record some packets first")
     return out

@@ -171,11 +171,22 @@ def read_imu_csv(path: str | Path) -> ImuRecording:
     """
     path = Path(path)
     if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
         raise CalibrationError(
-            f"recording {path} does not exist; give the path of a CSV with columns "
+            f"recording {path} {what}; give the path of a CSV with columns "
             f"{','.join(IMU_COLUMNS + MAG_COLUMNS)}"
         )
-    with path.open(newline="", encoding="utf-8") as f:
+    try:
+        return _read_imu_csv(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CalibrationError(
+            f"{path} is not a text CSV ({exc}); export the recording as a UTF-8 CSV with columns "
+            f"{','.join(IMU_COLUMNS + MAG_COLUMNS)}"
+        ) from None
+
+
+def _read_imu_csv(path: Path) -> ImuRecording:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel) is not part of the header
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
