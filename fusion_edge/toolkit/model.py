@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fusion_edge.errors import CheckpointError
+from fusion_edge.errors import CheckpointError, ConfigError
 from fusion_edge.toolkit.dataset import DatasetSpec
 
 __all__ = ["ModelConfig", "MultimodalCnnLstm", "TaskHeads", "SIZES"]
@@ -67,10 +67,19 @@ class ModelConfig:
     ) -> ModelConfig:
         """A config for ``spec``'s modalities and (a subset of) its tasks, at a preset size."""
         if size not in SIZES:
-            raise ValueError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
+            raise ModelOptionError(f"unknown model size {size!r}; choose one of {sorted(SIZES)}")
+        names = [t.name for t in spec.tasks]
+        unknown = [t for t in (tasks or ()) if t not in names]
+        if unknown:
+            raise ModelOptionError(
+                f"the dataset has no task {', '.join(repr(t) for t in unknown)} (--task); its "
+                f"tasks are {', '.join(repr(t) for t in names) or 'none'}"
+            )
         chosen = [t for t in spec.tasks if tasks is None or t.name in tasks]
         if not chosen:
-            raise ValueError(f"no task of the dataset matches {tasks}")
+            raise ModelOptionError(
+                "the dataset has no task to train; add a class or regression task to its dataset.json"
+            )
         base = cls(
             modalities=tuple((m.name, len(m.channels), m.window_samples) for m in spec.modalities),
             tasks=tuple(
@@ -81,9 +90,29 @@ class ModelConfig:
                 (0.0, 0.0) if t.is_classification else tuple(t.value_range or (0.0, 1.0)) for t in chosen
             ),
         )
-        # One LSTM step per 0.2 s of window.
-        steps = max(1, int(round(spec.window_seconds / 0.2)))
+        # One LSTM step per 0.2 s of window, when every modality's window reduces to it;
+        # otherwise (e.g. 4 s at 52 Hz = 208 samples) the most steps up to that which all
+        # modalities reduce to, so any rate and window length trains (docs/dataset-format.md).
+        conv = overrides.get("conv_channels", SIZES[size]["conv_channels"])
+        wanted = max(1, int(round(spec.window_seconds / 0.2)))
+        steps = next(
+            t for t in range(wanted, 0, -1)
+            if all(reduced_length(m.window_samples, t, len(conv)) % t == 0 for m in spec.modalities)
+        )
         return replace(base, **{**SIZES[size], "size": size, "time_steps": steps, **overrides})
+
+
+def reduced_length(samples: int, time_steps: int, blocks: int) -> int:
+    """A window's length after `ModalityEncoder`'s max-pools (halved while even and >= 2 steps)."""
+    length = samples
+    for _ in range(blocks):
+        if length % 2 == 0 and length // 2 >= time_steps:
+            length //= 2
+    return length
+
+
+class ModelOptionError(ConfigError, ValueError):
+    """A model size or task selection that does not fit (a ValueError too, as it always was)."""
 
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -112,7 +141,7 @@ class ModalityEncoder(nn.Module):
             layers.append(nn.Dropout(cfg.conv_dropout))
             c_in = c_out
         if length % cfg.time_steps != 0:
-            raise ValueError(
+            raise ModelOptionError(
                 f"modality '{name}': {samples} samples per window do not reduce to "
                 f"{cfg.time_steps} time steps (got {length}); choose a window length that is a "
                 f"multiple of {cfg.time_steps} samples or set time_steps"

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from fusion_edge.errors import CheckpointError
+from fusion_edge.errors import CheckpointError, ConfigError
 from fusion_edge.toolkit.dataset import DatasetSpec, ModalitySpec, TaskSpec
 from fusion_edge.toolkit.model import SIZES, ModelConfig, MultimodalCnnLstm, count_parameters
 
@@ -87,8 +87,11 @@ def test_subset_of_tasks(tiny_model: dict) -> None:
     assert cfg.tasks == (("effort", "regression", 1),)
     out = MultimodalCnnLstm(cfg).eval()(*inputs())
     assert len(out) == 1 and out[0].shape == (B,)
-    with pytest.raises(ValueError, match=r"no task of the dataset matches \('nope',\)"):
+    with pytest.raises(ValueError, match=r"the dataset has no task 'nope' \(--task\); its tasks are "):
         ModelConfig.for_dataset(odd_spec(), tasks=("nope",))
+    # One typo among good names is refused too, not silently dropped.
+    with pytest.raises(ConfigError, match=r"no task 'efort'"):
+        ModelConfig.for_dataset(odd_spec(), tasks=("effort", "efort"))
 
 
 def test_explain_attention_and_modality_contribution_sum_to_one(config: ModelConfig) -> None:
@@ -202,3 +205,22 @@ def test_heads_are_one_product_with_one_linear_per_task(config: ModelConfig) -> 
         for head, y in zip(model.heads, merged, strict=True):
             torch.testing.assert_close(y, head(z))
     assert [tuple(y.shape) for y in merged] == [(B, 4), (B, 1)]
+
+
+def test_any_window_length_and_rate_builds_a_model() -> None:
+    # 4 s at 52 Hz (208 samples) and a 1 Hz stream (4 samples) next to it used to raise
+    # "208 samples per window do not reduce to 20 time steps" in `fusion-edge train`.
+    spec = DatasetSpec(
+        modalities=(ModalitySpec("imu", ("ax", "ay", "az"), ("g",) * 3, 52.0, 208),
+                    ModalitySpec("hr", ("hr",), ("bpm",), 1.0, 4)),
+        tasks=(TaskSpec("phase", "class", ("a", "b")),),
+        window_seconds=4.0, hop_seconds=2.0,
+    )
+    alone = replace(spec, modalities=spec.modalities[:1])
+    assert ModelConfig.for_dataset(alone).time_steps == 13  # 208 -> 26, two steps per LSTM step
+    cfg = ModelConfig.for_dataset(spec)
+    out = MultimodalCnnLstm(cfg).eval()(torch.zeros(2, 3, 208), torch.zeros(2, 1, 4))
+    assert out[0].shape == (2, 2)
+    # Windows that already fit keep one LSTM step per 0.2 s.
+    assert ModelConfig.for_dataset(replace(spec, modalities=(
+        ModalitySpec("imu", ("ax",), ("g",), 40.0, 160),), window_seconds=4.0)).time_steps == 20
