@@ -9,6 +9,7 @@ from rich.table import Table
 
 from fusion_edge.cli.app import app
 from fusion_edge.cli.common import cli_errors, console
+from fusion_edge.toolkit.outputs import check_writable
 
 
 @app.command()
@@ -42,7 +43,7 @@ def simulate(
     out: Path = typer.Option(..., "--out", "-o", help="Dataset folder to write."),
     minutes: float = typer.Option(None, "--minutes", help="Session length (default: the scenario's)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same data."),
-    sessions: int = typer.Option(1, "--sessions", help="Sessions per scenario (new players each)."),
+    sessions: int = typer.Option(1, "--sessions", min=1, help="Sessions per scenario (new players each)."),
     scenario_file: Path = typer.Option(None, "--scenario-file", help="Extra scenarios (TOML)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset."),
     windows: str = typer.Option(
@@ -53,13 +54,19 @@ def simulate(
 ) -> None:
     """Simulate sessions of sport scenarios and write them as a dataset."""
     from fusion_edge.scenarios import get_scenario
+    from fusion_edge.scenarios.simulator import CYCLE_S
     from fusion_edge.toolkit.scenario_dataset import WINDOW_LAYOUTS, WindowingConfig, simulate_dataset
 
     layout = windows.replace("-", "_")
     if layout not in WINDOW_LAYOUTS:
         console.print(f"[red]error:[/] unknown --windows '{windows}': choose cycle-end or any-phase")
         raise typer.Exit(2)
+    if minutes is not None and not minutes * 60.0 >= CYCLE_S:
+        console.print(f"[red]error:[/] --minutes {minutes:g} is too short: a session needs at least "
+                      f"{CYCLE_S / 60:g} minutes (one action cycle), and 1 minute or more to give windows")
+        raise typer.Exit(2)
     with cli_errors():
+        check_writable(out, "--out", folder=True)
         scns = [get_scenario(name, scenario_file) for name in scenario]
         summary = simulate_dataset(
             scns, out, seed=seed, duration_s=None if minutes is None else minutes * 60.0,
@@ -76,9 +83,9 @@ def simulate(
 def train(
     data: Path = typer.Option(..., "--data", "-d", help="Dataset folder (dataset.json + shards)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
-    epochs: int = typer.Option(40, "--epochs", help="Most epochs (early stopping may end sooner)."),
+    epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs (early stopping may end sooner)."),
     size: str = typer.Option("edge", "--size", help="Model size: edge or paper."),
-    batch_size: int = typer.Option(64, "--batch-size"),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
     lr: float = typer.Option(5e-4, "--lr", help="Adam learning rate."),
     task: list[str] = typer.Option(None, "--task", help="Train only these tasks (default: all)."),
     seed: int = typer.Option(0, "--seed"),
@@ -87,6 +94,7 @@ def train(
         "fixed", "--task-weighting",
         help="Multitask loss weights: fixed (class 1, regression 10) or uncertainty (learned from there).",
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
 ) -> None:
     """Train the multimodal CNN-LSTM (under torchrun it trains with DDP)."""
     from fusion_edge.toolkit.task_weighting import WEIGHTINGS
@@ -98,10 +106,14 @@ def train(
     if task_weighting not in WEIGHTINGS:
         console.print(f"[red]error:[/] unknown task weighting '{task_weighting}': choose {' or '.join(WEIGHTINGS)}")
         raise typer.Exit(2)
+    if not lr > 0:
+        console.print(f"[red]error:[/] --lr must be a positive learning rate, got {lr:g}")
+        raise typer.Exit(2)
     with cli_errors():
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                           task_weighting=task_weighting)
-        result, path = train_run(data, out, size=size, tasks=tuple(task) if task else None, config=cfg)
+        result, path = train_run(data, out, size=size, tasks=tuple(task) if task else None, config=cfg,
+                                 overwrite=overwrite)
     if path is None:
         return
     table = Table(title=f"Validation (best epoch {result.best_epoch}, {result.seconds:.0f} s, "
@@ -132,9 +144,16 @@ def evaluate(
     split: str = typer.Option("auto", "--split", help="auto (held-out players), all, train, val, test."),
 ) -> None:
     """Evaluate a run: accuracy, macro-F1, recall per class, confusion; MAE and relative error."""
-    from fusion_edge.toolkit.evaluate import evaluate_run
+    from fusion_edge.toolkit.evaluate import SPLITS, evaluate_run
 
+    if split not in SPLITS:
+        console.print(f"[red]error:[/] unknown --split '{split}': choose {', '.join(SPLITS)}")
+        raise typer.Exit(2)
     with cli_errors():
+        if json_out is not None:
+            check_writable(json_out, "--json", folder=False)
+        if plots is not None:
+            check_writable(plots, "--plots", folder=True)
         res = evaluate_run(run, data, split=split, json_path=json_out, plots_dir=plots)
     print_metrics(res)
     if json_out:
@@ -160,8 +179,8 @@ def print_metrics(res: dict) -> None:
 @app.command()
 def ablation(
     data: Path = typer.Option(..., "--data", "-d", help="Dataset folder."),
-    epochs: int = typer.Option(30, "--epochs"),
-    size: str = typer.Option("edge", "--size"),
+    epochs: int = typer.Option(30, "--epochs", min=1),
+    size: str = typer.Option("edge", "--size", help="Model size: edge or paper."),
     seed: int = typer.Option(0, "--seed"),
     seeds: int = typer.Option(
         1, "--seeds", min=1, help="Repeat with seeds SEED..SEED+N-1 (own split and init each) and "
@@ -175,7 +194,12 @@ def ablation(
     from fusion_edge.toolkit.evaluate import write_json
     from fusion_edge.toolkit.train import TrainConfig
 
+    if size not in ("edge", "paper"):
+        console.print(f"[red]error:[/] unknown size '{size}': choose edge or paper")
+        raise typer.Exit(2)
     with cli_errors():
+        if json_out is not None:
+            check_writable(json_out, "--json", folder=False)
         ds = Dataset.open(data)
         runs = []
         for s in range(seed, seed + seeds):
@@ -188,7 +212,9 @@ def ablation(
         print_seed_summary(summary)
         res = {**runs[0], "runs": runs, "seeds": summary}
     if json_out:
-        write_json(json_out, res)
+        with cli_errors():
+            write_json(json_out, res)
+        console.print(f"ablation written to [bold]{json_out}[/]")
 
 
 def print_seed_summary(summary: dict) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -223,8 +225,9 @@ class DatasetWriter:
         spec: What the data is.
         shard_windows: Windows per shard file.
         overwrite: Replace an existing dataset in ``root`` (its dataset.json and
-            shards/shard-*.npz; other files are left alone). Without it a non-empty ``root``
-            is refused.
+            shards/shard-*.npz; other files are left alone). The old files are moved aside and
+            deleted only once the new dataset.json is written; `abort` (a failed or
+            interrupted write) puts them back. Without it a non-empty ``root`` is refused.
 
     Raises:
         DatasetError: ``root`` is not empty and ``overwrite`` is False, or arguments are invalid.
@@ -232,6 +235,7 @@ class DatasetWriter:
 
     def __init__(self, root: Path | str, spec: DatasetSpec, *, shard_windows: int = 4096,
                  overwrite: bool = False) -> None:
+        self._backup: Path | None = None
         if not isinstance(spec, DatasetSpec):
             raise DatasetError(f"spec must be a DatasetSpec, got {type(spec).__name__}")
         if isinstance(shard_windows, bool) or not isinstance(shard_windows, int) \
@@ -248,12 +252,30 @@ class DatasetWriter:
                     f"{self.root} is not empty. Choose a new folder, or pass overwrite=True "
                     f"(--overwrite) to replace the dataset in it"
                 )
-            # dataset.json goes first so the folder never looks complete with stale shards.
-            (self.root / SPEC_FILE).unlink(missing_ok=True)
-            for old in (self.root / SHARD_DIR).glob("shard-*.npz"):
-                old.unlink()
+            # The old dataset is moved aside, not deleted, until the new one is complete: a
+            # failed or interrupted write puts it back. dataset.json goes first so the folder
+            # never looks complete with stale shards.
+            try:
+                self._backup = Path(tempfile.mkdtemp(prefix=".overwritten-", dir=self.root))
+                if (self.root / SPEC_FILE).exists():
+                    os.replace(self.root / SPEC_FILE, self._backup / SPEC_FILE)
+                for old in sorted((self.root / SHARD_DIR).glob("shard-*.npz")):
+                    os.replace(old, self._backup / old.name)
+            except OSError as exc:
+                self._restore()
+                raise DatasetError(
+                    f"cannot replace the dataset in {self.root} ({exc.strerror or exc}); it is "
+                    "left as it was. Choose a writable folder"
+                ) from None
         self._created_root = not self.root.exists()
-        (self.root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        try:
+            (self.root / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._restore()
+            raise DatasetError(
+                f"cannot create the dataset folder {self.root} ({exc.strerror or exc}); choose a "
+                "writable folder"
+            ) from None
         self._pending: list[tuple[dict, dict, np.ndarray, np.ndarray]] = []
         self._pending_n = 0
         self._shards: list[dict[str, Any]] = []
@@ -337,9 +359,10 @@ class DatasetWriter:
         if self._closed:
             return self.root
         if self.num_windows == 0:
+            kept = " (the dataset already there is kept)" if self._backup is not None else ""
             self.abort()
             raise DatasetError(
-                f"no windows were added to {self.root}; nothing was written. "
+                f"no windows were added to {self.root}; nothing was written{kept}. "
                 f"Check that the recording is longer than one window"
             )
         try:
@@ -360,7 +383,21 @@ class DatasetWriter:
             self.abort()
             raise
         self._closed = True
+        if self._backup is not None:  # the new dataset is committed: drop the old one
+            shutil.rmtree(self._backup, ignore_errors=True)
+            self._backup = None
         return self.root
+
+    def _restore(self) -> None:
+        """Put back the dataset this writer was replacing (shards first, dataset.json last)."""
+        if self._backup is None:
+            return
+        for old in sorted(self._backup.glob("shard-*.npz")):
+            os.replace(old, self.root / SHARD_DIR / old.name)
+        if (self._backup / SPEC_FILE).exists():
+            os.replace(self._backup / SPEC_FILE, self.root / SPEC_FILE)
+        shutil.rmtree(self._backup, ignore_errors=True)
+        self._backup = None
 
     def abort(self) -> None:
         """Remove what this writer wrote; the folder is left without dataset.json."""
@@ -370,6 +407,7 @@ class DatasetWriter:
         for entry in self._shards:
             (self.root / entry["file"]).unlink(missing_ok=True)
         self._shards = []
+        self._restore()
         # Remove folders only if they are now empty: never delete files we did not write.
         with suppress(OSError):
             (self.root / SHARD_DIR).rmdir()

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fusion_edge.errors import DatasetError
+from fusion_edge.errors import ConfigError, DatasetError
 from fusion_edge.toolkit.checkpoint import RunInfo, load_run
 from fusion_edge.toolkit.dataset import Dataset
 from fusion_edge.toolkit.train import predict, task_metrics
 
-__all__ = ["evaluate_run", "check_compatible", "plot_confusion", "select_windows"]
+__all__ = ["SPLITS", "evaluate_run", "check_compatible", "plot_confusion", "select_windows"]
+
+SPLITS = ("auto", "all", "train", "val", "test")
 
 
 def check_compatible(info: RunInfo, dataset: Dataset) -> None:
@@ -57,7 +60,7 @@ def select_windows(info: RunInfo, dataset: Dataset, split: str = "auto") -> tupl
         return np.arange(len(player)), "all"
     if split in ("train", "val", "test"):
         return info.split.indices(player, split), split
-    if split != "auto":
+    if split not in SPLITS:
         raise ValueError(f"split must be auto, all, train, val or test, got {split!r}")
     seen = set(info.split.train) | set(info.split.val)
     if seen.intersection(player.tolist()):
@@ -103,12 +106,23 @@ def evaluate_run(
 
 
 def write_json(path: str | Path, doc: dict[str, Any]) -> None:
-    """Write JSON atomically (tmp file + rename)."""
+    """Write JSON atomically (tmp file + rename).
+
+    Raises:
+        ConfigError: the file cannot be written (nothing is left behind then).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=2))
+        os.replace(tmp, path)
+    except OSError as exc:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(
+            f"cannot write {path} ({exc.strerror or exc}); choose a writable file path"
+        ) from None
 
 
 def plot_confusion(metrics: dict[str, Any], path: str | Path, title: str = "") -> Path:

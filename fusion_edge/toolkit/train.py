@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from fusion_edge.errors import DatasetError
-from fusion_edge.toolkit.checkpoint import Normalization, save_run
+from fusion_edge.errors import CheckpointError, ConfigError, DatasetError
+from fusion_edge.toolkit.checkpoint import CONFIG_FILE, WEIGHTS_FILE, Normalization, save_run
 from fusion_edge.toolkit.dataset import Dataset, DatasetSpec
 from fusion_edge.toolkit.metrics import classification_metrics, regression_metrics
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
+from fusion_edge.toolkit.outputs import check_writable
 from fusion_edge.toolkit.splits import GroupedSplit, split_by_player
 from fusion_edge.toolkit.task_weighting import WEIGHTINGS, UncertaintyWeighting
 
@@ -92,6 +93,8 @@ def _device(choice: str, local_rank: int) -> torch.device:
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if choice.startswith("cuda") and not torch.cuda.is_available():
         raise DatasetError("--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu")
+    if choice != "cpu" and not (choice == "cuda" or (choice.startswith("cuda:") and choice[5:].isdigit())):
+        raise ConfigError(f"unknown --device '{choice}': choose auto, cpu, cuda or cuda:N")
     return torch.device(choice)
 
 
@@ -371,6 +374,17 @@ def _progress(enabled: bool):
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
+def check_run_out(out: str | Path, *, overwrite: bool) -> None:
+    """Refuse an unwritable ``out``, or one holding a run already unless ``overwrite``."""
+    out = check_writable(out, "--out", folder=True)
+    held = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if (out / f).exists()]
+    if held and not overwrite:
+        raise CheckpointError(
+            f"{out} already holds a training run ({', '.join(held)}); choose another --out, or "
+            "pass --overwrite to replace it"
+        )
+
+
 def train_run(
     data: str | Path,
     out: str | Path,
@@ -380,8 +394,15 @@ def train_run(
     config: TrainConfig = TrainConfig(),
     model_overrides: dict[str, Any] | None = None,
     show_progress: bool = True,
+    overwrite: bool = True,
 ) -> tuple[TrainResult, Path | None]:
-    """Open a dataset, train, and write the run folder (rank 0 only under DDP)."""
+    """Open a dataset, train, and write the run folder (rank 0 only under DDP).
+
+    ``out`` is checked before training starts: it must be writable, and with
+    ``overwrite=False`` (what ``fusion-edge train`` passes unless ``--overwrite``) a folder that
+    already holds a run is refused instead of being replaced.
+    """
+    check_run_out(out, overwrite=overwrite)
     dataset = Dataset.open(data)
     mcfg = ModelConfig.for_dataset(dataset.spec, size, tasks, **(model_overrides or {}))
     result = train(dataset, mcfg, config, show_progress=show_progress)

@@ -204,3 +204,105 @@ def test_ablation_over_seeds_reports_mean_and_paired_steps(workflow: dict, tmp_p
     step = doc["seeds"]["steps"][0]["tasks"]["action"]
     runs = [{r["name"]: r["tasks"]["action"]["accuracy"] for r in run["rows"]} for run in doc["runs"]]
     assert step["values"] == pytest.approx([r["+LSTM"] - r["CNN only"] for r in runs])
+
+
+# --- user mistakes found in review: a clear error (exit 2) and no traceback, nothing lost ---
+
+
+def test_train_refuses_to_replace_an_existing_run(workflow: dict) -> None:
+    run = workflow["run"]
+    before = (run / "model.safetensors").read_bytes(), (run / "config.json").read_bytes()
+    res = invoke("train", "--data", workflow["data"], "--out", run, "--epochs", "1", "--seed", "9")
+    assert res.exit_code == 2, res.output
+    out = flat(res.output)
+    assert "already holds a training run" in out and "--overwrite" in out
+    assert "epoch 1" not in out  # refused before training, not after
+    assert ((run / "model.safetensors").read_bytes(), (run / "config.json").read_bytes()) == before
+
+
+def test_train_overwrite_replaces_a_run(workflow: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ("train", "--data", workflow["data"], "--out", run, "--epochs", "1", "--device", "cpu")
+    assert invoke(*args).exit_code == 0
+    res = invoke(*args, "--seed", "3", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == 3
+
+
+def test_train_unwritable_out_is_refused_before_training(workflow: dict, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    res = invoke("train", "--data", workflow["data"], "--out", tmp_path / "afile" / "run", "--epochs", "1")
+    assert res.exit_code == 2, res.output
+    out = flat(res.output)
+    assert "is a file, not a folder" in out and "epoch 1" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--epochs", "0"), "should be greater than or equal to 1"),
+        (("--batch-size", "0"), "should be greater than or equal to 1"),
+        (("--lr", "-1"), "--lr must be a positive learning rate, got -1"),
+        (("--device", "gpu"), "unknown --device 'gpu': choose auto, cpu, cuda or cuda:N"),
+        (("--task", "actoin"), "the dataset has no task 'actoin' (--task); its tasks are 'action'"),
+        (("--task", "action", "--task", "tactik"), "the dataset has no task 'tactik'"),
+    ],
+)
+def test_train_bad_options(workflow: dict, tmp_path: Path, args: tuple, message: str) -> None:
+    res = invoke("train", "--data", workflow["data"], "--out", tmp_path / "r", "--epochs", "1", *args)
+    assert res.exit_code == 2, res.output
+    assert message in flat(res.output)
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_bad_split_and_unwritable_outputs(workflow: dict, tmp_path: Path) -> None:
+    run, data = workflow["run"], workflow["data"]
+    res = invoke("evaluate", run, "--data", data, "--split", "dev")
+    assert res.exit_code == 2 and "unknown --split 'dev': choose auto, all, train, val, test" in flat(res.output)
+    (tmp_path / "afile").write_text("x")
+    for opt, target, message in [
+        ("--json", tmp_path / "afile" / "m.json", "is a file, not a folder"),
+        ("--json", tmp_path, "is a folder; give a file path"),
+        ("--plots", tmp_path / "afile", "is a file, not a folder"),
+    ]:
+        res = invoke("evaluate", run, "--data", data, opt, target)
+        assert res.exit_code == 2, res.output
+        out = flat(res.output)
+        assert message in out and "Evaluation on" not in out  # refused before the work
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_ablation_bad_size_and_unwritable_json(workflow: dict, tmp_path: Path) -> None:
+    res = invoke("ablation", "--data", workflow["data"], "--epochs", "1", "--size", "huge")
+    assert res.exit_code == 2 and "unknown size 'huge': choose edge or paper" in flat(res.output)
+    (tmp_path / "afile").write_text("x")
+    res = invoke("ablation", "--data", workflow["data"], "--epochs", "1", "--json", tmp_path / "afile" / "a.json")
+    assert res.exit_code == 2, res.output
+    assert "is a file, not a folder" in flat(res.output) and "CNN only" not in res.output
+
+
+def test_simulate_too_short_or_unwritable(tmp_path: Path) -> None:
+    res = invoke("simulate", "--minutes", "0", "--out", tmp_path / "d")
+    assert res.exit_code == 2 and "--minutes 0 is too short" in flat(res.output)
+    res = invoke("simulate", "--minutes", "1", "--sessions", "0", "--out", tmp_path / "d")
+    assert res.exit_code == 2 and "should be greater than or equal to 1" in flat(res.output)
+    (tmp_path / "afile").write_text("x")
+    res = invoke("simulate", "--minutes", "1", "--out", tmp_path / "afile" / "d")
+    assert res.exit_code == 2, res.output
+    assert "is a file, not a folder" in flat(res.output)
+    assert not (tmp_path / "d").exists()
+
+
+def test_scenario_file_error_names_the_scenario_on_the_terminal(tmp_path: Path) -> None:
+    # rich used to read "[futsal]" in the message as markup and print "scenario  in ...".
+    f = tmp_path / "mine.toml"
+    f.write_text(
+        '[futsal]\nteams = 2\nplayers = 5\nduration_s = 60\npitch_m = [40, 20]\nintensty = 0.9\n'
+    )
+    res = invoke("scenarios", "--scenario-file", f)
+    assert res.exit_code == 2
+    assert f"scenario [futsal] in {f}: unknown key(s) ['intensty']" in flat(res.output)
+    f.write_text('[futsal]\nteams = 2\nplayers = 5\nduration_s = 60\npitch_m = 40\nintensity = 0.9\n')
+    res = invoke("scenarios", "--scenario-file", f)
+    assert res.exit_code == 2
+    assert "'pitch_m' must be [length, width] in metres (5..200)" in flat(res.output)

@@ -153,7 +153,7 @@ def test_docs_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
                                   capsys: pytest.CaptureFixture[str]) -> None:
     text = DOC.read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     monkeypatch.chdir(tmp_path)
     ns: dict = {}
     for block in blocks:
@@ -176,3 +176,15 @@ def test_docs_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     np.testing.assert_array_equal(belt2.targets["phase"][:before_gap],
                                   belt.targets["phase"][:before_gap])
     assert len(Dataset.open("tiny")) == 4
+    # The page's last step: the squad dataset is what `fusion-edge train` accepts (three
+    # players for the grouped split; 4 s at 52 Hz = 208 samples, which once failed to build).
+    assert "621 {'amira': 207, 'ben': 207, 'chloe': 207}" in printed
+    assert "fusion-edge train --data squad-dataset --out runs/belt" in text
+    import torch
+
+    from fusion_edge.toolkit.train import TrainConfig, train_run
+
+    torch.set_num_threads(1)
+    _, run = train_run("squad-dataset", "runs/belt", config=TrainConfig(epochs=1, device="cpu"),
+                       show_progress=False)
+    assert run is not None and (run / "model.safetensors").is_file()

@@ -302,6 +302,27 @@ def test_writer_refuses_non_empty_folder_unless_overwrite(written: Path) -> None
     np.testing.assert_array_equal(ds.inputs["imu"], inputs["imu"])
 
 
+def test_failed_overwrite_keeps_the_old_dataset(written: Path) -> None:
+    # `fusion-edge simulate --overwrite` with a too-short session (or Ctrl-C) used to delete
+    # the good dataset before it had written anything to replace it.
+    old = Dataset.open(written)
+    files = sorted(p.relative_to(written) for p in written.rglob("*"))
+    with pytest.raises(DatasetError, match="no windows were added"):
+        with DatasetWriter(written, make_spec(), overwrite=True):
+            pass
+    with pytest.raises(KeyboardInterrupt):
+        with DatasetWriter(written, make_spec(), shard_windows=2, overwrite=True) as w:
+            w.add(*make_arrays(n=5, seed=3))  # two new shards are on disk
+            raise KeyboardInterrupt
+    assert sorted(p.relative_to(written) for p in written.rglob("*")) == files
+    again = Dataset.open(written)
+    np.testing.assert_array_equal(again.inputs["imu"], old.inputs["imu"])
+    # A successful overwrite leaves no trace of the old one.
+    write_dataset(written, make_spec(), *make_arrays(n=5, seed=1), overwrite=True)
+    assert len(Dataset.open(written)) == 5
+    assert not [p for p in written.iterdir() if p.name.startswith(".overwritten-")]
+
+
 # ---------------------------------------------------------------- atomicity
 
 
