@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from fusion_edge.calibration.quant_sets import CalibrationSet, select_calibration_windows
-from fusion_edge.errors import CalibrationError, ConfigError, DatasetError
+from fusion_edge.errors import BundleError, CalibrationError, ConfigError, DatasetError
 from fusion_edge.export.bundle import build_manifest, onnx_metadata, write_report
 from fusion_edge.export.measure import (
     AccuracyBudget,
@@ -49,12 +49,13 @@ from fusion_edge.export.quantize import (
     node_groups,
     quantize_int8_tensorrt,
 )
-from fusion_edge.runtime.bundle import BundleWriter, Precision
+from fusion_edge.runtime.bundle import MANIFEST_FILE, BundleWriter, Precision
 from fusion_edge.toolkit.checkpoint import RunInfo, load_run
 from fusion_edge.toolkit.dataset import Dataset
 from fusion_edge.toolkit.evaluate import check_compatible, select_windows
+from fusion_edge.toolkit.outputs import check_writable
 
-__all__ = ["Precision", "ExportFormat", "ExportConfig", "ExportResult", "export"]
+__all__ = ["Precision", "ExportFormat", "ExportConfig", "ExportResult", "check_bundle_out", "export"]
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,32 @@ def calibration_set(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> Calibratio
     return CalibrationSet(inputs, idx, {"stratify_by": ",".join(stratify), "seed": str(cfg.seed)})
 
 
+def check_bundle_out(out: str | Path, *, overwrite: bool) -> None:
+    """Refuse ``out`` before any work: taken without ``overwrite``, not a bundle, or unwritable.
+
+    ``overwrite`` replaces an earlier bundle only: a folder holding anything else (a dataset,
+    a training run, your files) is never deleted for a bundle.
+    """
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise BundleError(f"{out} already exists; choose another --out or pass --overwrite")
+        if not out.is_dir():
+            raise BundleError(f"{out} is a file, not a bundle folder; choose another --out")
+        if any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
+            raise BundleError(
+                f"{out} is not a bundle (it has no {MANIFEST_FILE}) and is not empty: --overwrite "
+                "only replaces an earlier bundle. Choose another --out, or move its files away"
+            )
+    try:
+        check_writable(out.parent, "--out", folder=True)
+    except ConfigError:
+        raise BundleError(
+            f"cannot write the bundle {out}: its folder {out.parent} is missing a writable "
+            "parent (a file is in the way, or no permission); choose a writable --out folder"
+        ) from None
+
+
 def export(
     run: str | Path,
     data: str | Path,
@@ -281,6 +308,7 @@ def export(
             BundleError naming what is wrong; nothing is left at ``out`` then.
     """
     say = progress or (lambda _m: None)
+    check_bundle_out(out, overwrite=overwrite)
     model, info = load_run(run)
     ds = Dataset.open(data)
     check_compatible(info, ds)

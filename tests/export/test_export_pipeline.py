@@ -334,3 +334,34 @@ def test_cli_counts_take_suffixes() -> None:
     assert parse_count("", "--x") == 0
     with pytest.raises(ConfigError, match="--prune-to-params 'forty' is not a count"):
         parse_count("forty", "--prune-to-params")
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_bundle(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    # `export RUN --data DATA --out DATA --overwrite` used to delete the dataset it read.
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    with pytest.raises(BundleError, match=r"is not a bundle \(it has no manifest.json\)"):
+        export(tiny_run, data, data, FAST, overwrite=True)
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before
+    with pytest.raises(BundleError, match="is not a bundle"):
+        export(tiny_run, tiny_data, tiny_run, FAST, overwrite=True)
+    assert (tiny_run / "model.safetensors").is_file() and (tiny_run / "config.json").is_file()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BundleError, match="is a file, not a bundle folder"):
+        export(tiny_run, tiny_data, blocker, FAST, overwrite=True)
+    assert blocker.read_text() == "x"
+
+
+def test_taken_output_is_refused_before_any_work(tiny_data: Path, tmp_path: Path) -> None:
+    # Checked first: a missing run would otherwise be the error, after loading (and, with
+    # --prune, after the whole fine-tune).
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text("{}")
+    with pytest.raises(BundleError, match="already exists"):
+        export(tmp_path / "no-run", tiny_data, tmp_path / "b", FAST)
