@@ -25,7 +25,7 @@ from fusion_edge.runtime.team_context import (
 )
 from fusion_edge.scenarios import ACTIONS, TACTICS, Scenario, SimulatedSession, simulate_session
 from fusion_edge.scenarios.sensors import IMU_CHANNELS, IMU_UNITS
-from fusion_edge.toolkit.dataset import DatasetSpec, DatasetWriter, ModalitySpec, TaskSpec
+from fusion_edge.toolkit.dataset import DatasetError, DatasetSpec, DatasetWriter, ModalitySpec, TaskSpec
 
 __all__ = ["WINDOW_LAYOUTS", "WindowingConfig", "session_windows", "simulate_dataset", "scenario_dataset_spec"]
 
@@ -207,4 +207,12 @@ def simulate_dataset(
                 players.update(pid.tolist())
                 if progress:
                     progress(f"{session.session_id}: {pid.size} windows ({drop} dropped for long gaps)")
+        if total == 0:
+            length = "the scenarios' own length" if duration_s is None else f"{duration_s:g} s"
+            raise DatasetError(
+                f"the simulated sessions ({length}) gave no {cfg.window_s:g} s windows, so nothing "
+                f"was written to {out}: windows end at action-cycle ends after the first "
+                f"{cfg.window_s:g} s, so a session needs well over {cfg.window_s:g} s; simulate "
+                "1 minute or more (--minutes 1)"
+            )
     return {"windows": total, "dropped": dropped, "players": len(players), "sessions": sessions * len(scenarios)}
