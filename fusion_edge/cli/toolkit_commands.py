@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fusion_edge.cli.app import app
@@ -112,6 +113,7 @@ def train(
     with cli_errors():
         cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
                           task_weighting=task_weighting)
+        leftovers = _files_beside_a_run(out) if overwrite else []
         result, path = train_run(data, out, size=size, tasks=tuple(task) if task else None, config=cfg,
                                  overwrite=overwrite)
     if path is None:
@@ -133,6 +135,25 @@ def train(
         console.print("learned task weights at the end: " + ", ".join(
             f"{k} {v:.3g}" for k, v in result.task_weights.items()))
     console.print(f"run written to [bold]{path}[/]")
+    if leftovers:
+        console.print(
+            f"[yellow]note:[/] {escape(', '.join(leftovers))} in {escape(str(path))} came from the run "
+            "this one replaced; they were left as they were: re-run 'fusion-edge evaluate' (and "
+            "'fusion-edge export') so they describe the new model"
+        )
+
+
+def _files_beside_a_run(out: Path) -> list[str]:
+    """What an overwritten run folder holds besides the run itself (metrics, plots, bundles)."""
+    from fusion_edge.toolkit.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    if not out.is_dir() or not (out / CONFIG_FILE).exists():
+        return []
+    return sorted(
+        p.name + ("/" if p.is_dir() else "")
+        for p in out.iterdir()
+        if p.name not in (CONFIG_FILE, WEIGHTS_FILE) and not p.name.endswith(".tmp")
+    )
 
 
 @app.command()

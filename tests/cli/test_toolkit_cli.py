@@ -224,9 +224,16 @@ def test_train_overwrite_replaces_a_run(workflow: dict, tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ("train", "--data", workflow["data"], "--out", run, "--epochs", "1", "--device", "cpu")
     assert invoke(*args).exit_code == 0
+    assert "came from the run" not in flat(invoke(*args, "--overwrite").output)  # nothing else there
+    assert invoke("evaluate", run, "--data", workflow["data"], "--json", run / "metrics.json").exit_code == 0
     res = invoke(*args, "--seed", "3", "--overwrite")
     assert res.exit_code == 0, res.output
     assert json.loads((run / "config.json").read_text())["train"]["seed"] == 3
+    # The old run's metrics stay (never deleted), and the analyst is told they are stale.
+    assert (run / "metrics.json").is_file()
+    out = flat(res.output)
+    assert "metrics.json in" in out and "came from the run this one replaced" in out
+    assert "re-run 'fusion-edge evaluate'" in out
 
 
 def test_train_unwritable_out_is_refused_before_training(workflow: dict, tmp_path: Path) -> None:
@@ -291,6 +298,13 @@ def test_simulate_too_short_or_unwritable(tmp_path: Path) -> None:
     assert res.exit_code == 2, res.output
     assert "is a file, not a folder" in flat(res.output)
     assert not (tmp_path / "d").exists()
+    # Long enough for an action cycle, too short for a window: the advice is about simulating,
+    # not about a user's recording.
+    res = invoke("simulate", "--scenario", "5v5", "--minutes", "0.05", "--out", tmp_path / "d")
+    assert res.exit_code == 2, res.output
+    out = flat(res.output)
+    assert "the simulated sessions (3 s) gave no 6 s windows" in out and "--minutes 1" in out
+    assert "recording" not in out and not (tmp_path / "d").exists()
 
 
 def test_scenario_file_error_names_the_scenario_on_the_terminal(tmp_path: Path) -> None:
