@@ -182,7 +182,13 @@ def test_docs_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "fusion-edge train --data squad-dataset --out runs/belt" in text
     import torch
 
+    from fusion_edge.toolkit.model import ModelConfig
     from fusion_edge.toolkit.train import TrainConfig, train_run
+
+    # The step counts the page states ("How finely the model sees time").
+    assert ModelConfig.for_dataset(Dataset.open("squad-dataset").spec).time_steps == 13
+    assert ModelConfig.for_dataset(Dataset.open("belt-dataset-2").spec).time_steps == 2
+    assert "gets 13 steps" in text and "gets only 2\nsteps" in text
 
     torch.set_num_threads(1)
     _, run = train_run("squad-dataset", "runs/belt", config=TrainConfig(epochs=1, device="cpu"),
