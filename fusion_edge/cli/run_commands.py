@@ -300,6 +300,7 @@ def replay(
     from fusion_edge.runtime.kit_runner import replay_session
 
     with cli_errors(), ExitStack() as stack:
+        _check_replay_targets(session, bundle, events=events, stats=stats)
         model = BundleModel(bundle, preference=backend or ["onnxruntime-cpu"])
         stack.callback(model.close)
         _check_outputs(events=events, stats=stats)
@@ -308,4 +309,46 @@ def replay(
         if fresh is not None:
             fresh.session_done()
     print_stats(summary, f"replay of {session}")
+    if not summary.scored:
+        console.print(
+            "[yellow]warning:[/] no window was scored, so the latency columns are not "
+            "measurements: the recorded session is shorter than the bundle's window plus a hop, "
+            "or nothing in it could be used (see 'not scored' above); replay a longer recording"
+        )
     _save(stats, summary.to_json())
+
+
+def _check_replay_targets(session: Path, bundle: Path, **paths: Path | None) -> None:
+    """Refuse --events/--stats paths that would overwrite what the replay reads: the recording
+    (the session's only copy of the raw field data), any other recording, or the bundle."""
+    from fusion_edge.errors import ConfigError
+
+    given = {k: p for k, p in paths.items() if p is not None}
+    if len(given) == 2 and given["events"].resolve() == given["stats"].resolve():
+        raise ConfigError("--events and --stats name the same file; give two different files")
+    rec = session.resolve()
+    protected = {rec, Path(f"{rec}-wal"), Path(f"{rec}-shm")}
+    for option, path in given.items():
+        flag = "--" + option
+        target = path.resolve()
+        if target in protected:
+            raise ConfigError(
+                f"{flag} {path} is the recording being replayed; writing there would destroy "
+                f"it: give another file, e.g. {flag} {_DEFAULT_NAMES[option]}"
+            )
+        if (bundle / "manifest.json").is_file() and bundle.resolve() in target.parents:
+            raise ConfigError(
+                f"{flag} {path} is inside the bundle {bundle}; writing there would change the "
+                f"bundle: give a file outside it, e.g. {flag} {_DEFAULT_NAMES[option]}"
+            )
+        if target.is_file():
+            try:
+                with open(target, "rb") as f:
+                    is_sqlite = f.read(16) == b"SQLite format 3\x00"
+            except OSError:
+                is_sqlite = False
+            if is_sqlite:
+                raise ConfigError(
+                    f"{flag} {path} is a SQLite file (a recording?); writing there would "
+                    f"replace it: give another file, e.g. {flag} {_DEFAULT_NAMES[option]}"
+                )

@@ -212,22 +212,22 @@ def replay_session(
     """Rerun a recorded session through ``model``: same bytes, same receive times."""
     from fusion_edge.runtime.recording import RecordKind, SessionReader
 
-    reader = SessionReader(path)
-    sessions = reader.sessions()
-    if not sessions:
-        raise FusionEdgeError(f"{path} holds no session; record one with 'fusion-edge run --record'")
-    info = sessions[-1] if session_id is None else next((s for s in sessions if s.id == session_id), None)
-    if info is None:
-        raise FusionEdgeError(f"{path} has no session {session_id}; it has {[s.id for s in sessions]}")
-    setups, origin = setups_from_metadata(info.metadata)
-    if processor_config is None and info.metadata.get("hop_s") is not None:
-        processor_config = ProcessorConfig(hop_s=float(info.metadata["hop_s"]))  # the kit's override
-    processor = FieldProcessor(setups, model, config=processor_config, origin=origin, sinks=sinks, replay=True)
-    cpu0, t0 = time.process_time(), time.monotonic()
-    for rec in reader.records(session_id=info.id, kinds=(RecordKind.PACKET, RecordKind.GNSS)):
-        if rec.kind == RecordKind.PACKET:
-            processor.on_pod_packet(rec.source, rec.data, rec.host_time_ns)
-        else:
-            processor.on_gnss_bytes(rec.source, rec.data, rec.host_time_ns)
+    with SessionReader(path) as reader:  # closed on every path: no -wal/-shm left behind
+        sessions = reader.sessions()
+        if not sessions:
+            raise FusionEdgeError(f"{path} holds no session; record one with 'fusion-edge run --record'")
+        info = sessions[-1] if session_id is None else next((s for s in sessions if s.id == session_id), None)
+        if info is None:
+            raise FusionEdgeError(f"{path} has no session {session_id}; it has {[s.id for s in sessions]}")
+        setups, origin = setups_from_metadata(info.metadata)
+        if processor_config is None and info.metadata.get("hop_s") is not None:
+            processor_config = ProcessorConfig(hop_s=float(info.metadata["hop_s"]))  # the kit's override
+        processor = FieldProcessor(setups, model, config=processor_config, origin=origin, sinks=sinks, replay=True)
+        cpu0, t0 = time.process_time(), time.monotonic()
+        for rec in reader.records(session_id=info.id, kinds=(RecordKind.PACKET, RecordKind.GNSS)):
+            if rec.kind == RecordKind.PACKET:
+                processor.on_pod_packet(rec.source, rec.data, rec.host_time_ns)
+            else:
+                processor.on_gnss_bytes(rec.source, rec.data, rec.host_time_ns)
     processor.finish()
     return processor, summarize(processor, time.monotonic() - t0, time.process_time() - cpu0)

@@ -72,6 +72,7 @@ _INSERT = {
     "device": "INSERT INTO devices (session_id, kind, name, host_time_ns, info) VALUES (?,?,?,?,?)",
 }
 _STOP = object()
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class RecordingError(FusionEdgeError):
@@ -423,8 +424,14 @@ class SessionReader:
 
     def __init__(self, path: str | Path, *, verify: bool = True) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise RecordingError(
+                f"{self.path} is a folder, not a recording; give the .sqlite file that "
+                "'fusion-edge run --record' wrote (e.g. session.sqlite)"
+            )
         if not self.path.is_file():
             raise RecordingError(f"recording {self.path} does not exist; check the path")
+        self._check_header()
         try:
             # Opened read-write on purpose: SQLite replays a crashed session's WAL on open.
             self._con = sqlite3.connect(str(self.path), timeout=10.0)
@@ -448,6 +455,32 @@ class SessionReader:
             raise RecordingError(
                 f"{self.path} is recording format {version}, newer than this fusion-edge reads "
                 f"({FORMAT_VERSION}); upgrade fusion-edge to replay it"
+            )
+
+    def _check_header(self) -> None:
+        """Refuse, with what it is, a file that is not SQLite at all (a report.json, a CSV...):
+        SQLite's own answer ("file is not a database", or an empty file opening as an empty
+        database) would send the user to salvage a file that holds no recording."""
+        if Path(f"{self.path}-wal").exists():
+            return  # a crashed recording's pages may all be in its WAL: let SQLite replay it
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            raise RecordingError(
+                f"cannot read recording {self.path} ({exc.strerror or exc}); check its "
+                "permissions"
+            ) from None
+        if not head:
+            raise RecordingError(
+                f"recording {self.path} is empty (0 bytes): nothing was recorded into it; give "
+                "the .sqlite file that 'fusion-edge run --record' wrote"
+            )
+        if head != _SQLITE_MAGIC:
+            shown = head.decode("ascii", "replace").strip()[:12]
+            raise RecordingError(
+                f"{self.path} is not a recording: it is not a SQLite file (it starts with "
+                f"{shown!r}); give the .sqlite file that 'fusion-edge run --record' wrote"
             )
 
     def _damaged(self, exc: BaseException) -> RecordingError:

@@ -190,7 +190,7 @@ def test_truncated_file_gives_a_clear_error(tmp_path: Path) -> None:
 def test_not_a_database_or_not_a_recording(tmp_path: Path) -> None:
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(RecordingError, match="damaged or not a SQLite database"):
+    with pytest.raises(RecordingError, match="not a SQLite file"):
         SessionReader(junk)
     other = tmp_path / "other.sqlite"
     con = sqlite3.connect(other)
@@ -201,6 +201,32 @@ def test_not_a_database_or_not_a_recording(tmp_path: Path) -> None:
         SessionReader(other)
     with pytest.raises(RecordingError, match="does not exist"):
         SessionReader(tmp_path / "missing.sqlite")
+
+
+def test_a_folder_an_empty_file_or_a_json_report_is_named_for_what_it_is(tmp_path: Path) -> None:
+    # These used to read "does not exist" (a folder) and "damaged ... salvage with .recover"
+    # (an empty file, a report.json), sending the operator to repair a file that is no recording.
+    with pytest.raises(RecordingError, match="is a folder, not a recording"):
+        SessionReader(tmp_path)
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    with pytest.raises(RecordingError, match=r"is empty \(0 bytes\)") as err:
+        SessionReader(empty)
+    assert ".recover" not in str(err.value)
+    report = tmp_path / "report.json"
+    report.write_text('{"format": "fusion-edge-profile", "version": 1}')
+    with pytest.raises(RecordingError, match="not a SQLite file.*'fusion-edge run --record'") as err:
+        SessionReader(report)
+    assert ".recover" not in str(err.value)
+
+
+def test_a_crashed_recording_with_an_empty_main_file_is_left_to_sqlite(tmp_path: Path) -> None:
+    # With its -wal file next to it, the main file may not hold the header yet: no early refusal.
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"")
+    Path(f"{path}-wal").write_bytes(b"")
+    with pytest.raises(RecordingError, match="damaged or not a SQLite database"):
+        SessionReader(path)
 
 
 def test_unwritable_location_fails_at_start(tmp_path: Path) -> None:
