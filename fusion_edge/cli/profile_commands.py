@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,86 @@ def _model(stack: ExitStack, bundle: Path, backend: list[str] | None, escalation
     )
     stack.callback(model.close)
     return model
+
+
+def _check_out_folder(out: Path, flag: str = "--out") -> None:
+    """Refuse a report folder that cannot be made before the run, not after it."""
+    from fusion_edge.errors import ConfigError
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"{flag} {out} is a file; give a folder for the report (report.json, report.md, "
+            "plots), e.g. a new name"
+        )
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {out}: {parent} is a file, not a folder; choose another path")
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"{flag} {out}: cannot write into {parent}; choose a writable folder")
+
+
+def _check_report_folder(out: Path, bundle: Path | None) -> None:
+    """Refuse an --out whose files a report would replace when they are not a profile's: the
+    bundle's own report.json (export's), a kit run's events.jsonl."""
+    from fusion_edge.errors import ConfigError
+
+    _check_out_folder(out)
+    if bundle is not None and (bundle / "manifest.json").is_file():
+        o, b = out.resolve(), bundle.resolve()
+        if o == b or b in o.parents:
+            raise ConfigError(
+                f"--out {out} is inside the bundle {bundle}: the report would change the bundle "
+                "(and replace its own report.json); give a folder outside it, e.g. "
+                "--out profile-report"
+            )
+    report = out / "report.json"
+    if report.exists():
+        try:
+            doc = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            doc = None
+        if not (isinstance(doc, dict) and doc.get("format") == "fusion-edge-profile"):
+            raise ConfigError(
+                f"--out {out} holds a report.json that is not a profile report; the profile "
+                "would replace it: give a new folder"
+            )
+    elif (out / "events.jsonl").exists():
+        raise ConfigError(
+            f"--out {out} holds an events.jsonl that no profile wrote (a kit run's?); the "
+            "profile would replace it: give a new folder"
+        )
+
+
+def _refuse_group_options(ctx: typer.Context) -> None:
+    """Options given before a subcommand belong to the plain profile run: say so rather than
+    let `profile --deadline-ms 50 capacity ...` search with the default deadline."""
+    given = []
+    for p in ctx.command.params:
+        source = ctx.get_parameter_source(p.name) if p.name else None
+        if source is not None and source.name != "DEFAULT":
+            given.append(p.opts[0])
+    if given:
+        err_console.print(
+            f"[red]error:[/] {', '.join(given)} before '{ctx.invoked_subcommand}' would be "
+            f"ignored; put the options after it: fusion-edge profile {ctx.invoked_subcommand} "
+            "--help lists them"
+        )
+        raise typer.Exit(2)
+
+
+def _check_backends(backend: list[str] | None) -> None:
+    """Refuse a misspelt backend before any search runs (capacity searches one at a time)."""
+    from fusion_edge.errors import ConfigError
+    from fusion_edge.runtime.backends import BackendKind
+
+    names = [k.value for k in BackendKind]
+    for b in backend or []:
+        if b not in names:
+            close = difflib.get_close_matches(b, names, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"--backend {b!r} is unknown; {hint}choose from {', '.join(names)}")
 
 
 def _stage_table(doc: dict, title: str) -> Table:
@@ -73,7 +155,7 @@ def profile(
         None, "--duration", help="Seconds to run (offline: of generated session)."
     ),
     queries: int = typer.Option(
-        None, "--queries", help="single-stream: hops to time (default 1024)."
+        None, "--queries", help="single-stream only: hops to time (default 1024)."
     ),
     backend: list[str] = typer.Option(
         None, "--backend", help="Backend preference, best first (repeat)."
@@ -88,7 +170,7 @@ def profile(
         None, "--scenario-file", help="TOML file of user scenarios."
     ),
     players: int = typer.Option(
-        None, "--players", help="Players to simulate (default: the squad)."
+        None, "--players", help="Players to simulate (default: the squad; not single-stream)."
     ),
     seed: int = typer.Option(1, "--seed", help="Simulation seed."),
     rate: float = typer.Option(
@@ -111,6 +193,7 @@ def profile(
 ) -> None:
     """Profile the box's latency per stage for a scenario; write report.json, report.md, plots."""
     if ctx.invoked_subcommand is not None:
+        _refuse_group_options(ctx)
         return
     from fusion_edge.runtime.profile.modes import ProfileConfig, run_profile
     from fusion_edge.runtime.profile.report import write_outputs
@@ -126,6 +209,7 @@ def profile(
         raise typer.Exit(2)
     out = out or Path(f"profile-{scenario}-{mode}")
     with cli_errors(), ExitStack() as stack:
+        _check_report_folder(out, bundle)
         cfg = ProfileConfig(
             scenario=scenario,
             mode=mode,
@@ -207,6 +291,9 @@ def capacity(
     for col in ("backend", "players", "deadline ms", "p99 ms at capacity", "report"):
         summary.add_column(col)
     with cli_errors():
+        _check_backends(backend)
+        for b in backend if backend and len(backend) > 1 else [None]:
+            _check_report_folder(out / b if b else out, bundle)
         cfg = CapacityConfig(
             scenario=scenario,
             deadline_ms=deadline_ms,
@@ -252,6 +339,8 @@ def compare(
     from fusion_edge.runtime.profile.report import compare_reports, load_report
 
     with cli_errors():
+        if out is not None:
+            _check_comparison_file(out)
         ra, rb = load_report(a), load_report(b)
         cmp = compare_reports(ra, rb)
     t = Table(title=f"A {a}  vs  B {b}")
@@ -276,7 +365,59 @@ def compare(
     console.print(t)
     if not cmp["same_hardware"]:
         console.print("[yellow]note:[/] the two reports come from different CPUs")
+    if cmp["differs"]:
+        console.print(
+            f"[yellow]note:[/] the reports differ in {', '.join(cmp['differs'])}: the ratios "
+            "compare different loads, not only two boxes or bundles"
+        )
+    for side in ("a", "b"):
+        if cmp["latency"]["end_to_end"]["p50_ms"][side] is None:
+            console.print(
+                f"[yellow]note:[/] {side.upper()} measured no queries: its end to end and throughput show '-'"
+            )
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(cmp, indent=2) + "\n", encoding="utf-8")
+        with cli_errors():
+            _write_comparison(out, cmp)
         console.print(f"comparison: [bold]{out}[/]")
+
+
+def _check_comparison_file(out: Path) -> None:
+    """Refuse an --out for `compare` that is a folder, or a report it would overwrite."""
+    from fusion_edge.errors import ConfigError
+
+    if out.is_dir():
+        raise ConfigError(
+            f"--out {out} is a folder; give a file name, e.g. --out {out / 'comparison.json'}"
+        )
+    if out.is_file():
+        try:
+            head = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            head = None
+        if isinstance(head, dict) and head.get("format") == "fusion-edge-profile":
+            raise ConfigError(
+                f"--out {out} is a profile report; writing the comparison there would replace "
+                "it: give another file name, e.g. comparison.json"
+            )
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ConfigError(f"--out {out}: cannot write into {parent}; choose a writable folder")
+
+
+def _write_comparison(out: Path, cmp: dict) -> None:
+    """Write the comparison whole or not at all (tmp file, then rename)."""
+    from fusion_edge.errors import ConfigError
+
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(cmp, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the comparison to {out} ({exc.strerror or exc}); choose a writable path"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)

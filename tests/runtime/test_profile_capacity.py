@@ -60,7 +60,7 @@ def test_search_brackets_the_true_capacity(monkeypatch, true_capacity: int, star
     monkeypatch.setattr(
         capacity,
         "window_config_from_manifest",
-        lambda m, hop: type("W", (), {"hop_s": 3.0})(),
+        lambda m, hop: type("W", (), {"hop_s": 3.0, "window_s": 6.0})(),
         raising=False,
     )
     cfg = CapacityConfig(start=start, max_players=256, resolution=4)
@@ -75,10 +75,29 @@ def test_search_brackets_the_true_capacity(monkeypatch, true_capacity: int, star
 
 
 def test_bad_search_configs_are_refused() -> None:
-    with pytest.raises(ConfigError, match="between 1 and max_players"):
+    with pytest.raises(ConfigError, match="--start 0: give a player count from 1"):
         CapacityConfig(start=0)
-    with pytest.raises(ConfigError, match="seconds > 0"):
+    with pytest.raises(ConfigError, match="--seconds 0"):
         CapacityConfig(seconds=0)
+    with pytest.raises(ConfigError, match="--warmup -1"):
+        CapacityConfig(warmup_s=-1)
+    # A deadline of 0 used to mean "the hop" silently; a negative one made every probe fail.
+    for bad in (0.0, -3.0):
+        with pytest.raises(ConfigError, match="--deadline-ms"):
+            CapacityConfig(deadline_ms=bad)
+    with pytest.raises(ConfigError, match="--hop"):
+        CapacityConfig(hop_s=0.0)
+
+
+def test_probes_too_short_to_measure_a_hop_are_refused_before_searching(monkeypatch) -> None:
+    # --seconds 1 at a 3 s hop used to run every probe, fail them all and answer "0 players".
+    monkeypatch.setattr(
+        capacity, "generate_stream", lambda *a, **k: pytest.fail("searched anyway")
+    )
+    with pytest.raises(ConfigError, match="too short.*give --seconds 6 or more"):
+        search_capacity(CapacityConfig(seconds=1.0, warmup_s=8.0), _FakeModel())
+    with pytest.raises(ConfigError, match="give --seconds 12 or more"):
+        search_capacity(CapacityConfig(seconds=6.0, warmup_s=0.0), _FakeModel())
 
 
 def test_real_paced_probe_sustains_two_players(kit_bundle: Path) -> None:

@@ -14,6 +14,7 @@ search for the highest sustainable QPS does.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -57,14 +58,32 @@ class CapacityConfig:
     hop_s: float | None = None
 
     def __post_init__(self) -> None:
-        if self.seconds <= 0 or self.warmup_s < 0:
-            raise ConfigError("capacity probes need seconds > 0 and warmup_s >= 0")
+        if not self.seconds > 0:
+            raise ConfigError(
+                f"--seconds {self.seconds}: give the measured seconds per probe (> 0; several "
+                "hops, e.g. the default 20)"
+            )
+        if not self.warmup_s >= 0:
+            raise ConfigError(f"--warmup {self.warmup_s}: give 0 or more seconds")
+        if self.max_players < 1:
+            raise ConfigError(f"--max-players {self.max_players}: give at least 1")
         if not 1 <= self.start <= self.max_players:
             raise ConfigError(
-                f"start {self.start} must be between 1 and max_players {self.max_players}"
+                f"--start {self.start}: give a player count from 1 to --max-players "
+                f"({self.max_players})"
             )
         if self.resolution < 1:
-            raise ConfigError(f"resolution {self.resolution}: give at least 1 player")
+            raise ConfigError(f"--resolution {self.resolution}: give at least 1 player")
+        if self.deadline_ms is not None and not self.deadline_ms > 0:
+            raise ConfigError(
+                f"--deadline-ms {self.deadline_ms}: give a positive number of milliseconds "
+                "(or leave it out: the deadline is then the hop)"
+            )
+        if self.hop_s is not None and not self.hop_s > 0:
+            raise ConfigError(
+                f"--hop {self.hop_s}: give a positive number of seconds "
+                "(or leave it out: the bundle's hop)"
+            )
 
 
 @dataclass
@@ -182,10 +201,17 @@ def search_capacity(
 ) -> CapacityResult:
     """Gallop then bisect over player counts (see the module docstring)."""
     say = on_progress or (lambda _m: None)
-    deadline = (
-        config.deadline_ms or window_config_from_manifest(model.manifest, config.hop_s).hop_s * 1e3
-    )
+    window = window_config_from_manifest(model.manifest, config.hop_s)
+    deadline = config.deadline_ms or window.hop_s * 1e3
     seconds = config.warmup_s + config.seconds
+    if config.seconds < 2 * window.hop_s or seconds < window.window_s + 2 * window.hop_s:
+        # Too short for any hop to be measured: every probe would fail and the answer be 0.
+        need = max(2 * window.hop_s, window.window_s + 2 * window.hop_s - config.warmup_s)
+        raise ConfigError(
+            f"--seconds {config.seconds:g} with --warmup {config.warmup_s:g} is too short to "
+            f"measure hops of {window.hop_s:g} s after the {window.window_s:g} s window fills; "
+            f"give --seconds {math.ceil(need)} or more"
+        )
     cache: dict[int, RawStream] = {}
     points: dict[int, CapacityPoint] = {}
 

@@ -78,16 +78,20 @@ class ProfileConfig:
         mode: the LoadGen-style mode.
         duration_s: run length (live modes) or session length (generated offline); None: the
             mode's default.
-        queries: single-stream hops to time (default 1,024), server: ignored.
-        players: players to simulate (default: the scenario's squad; single-stream: 1).
+        queries: single-stream hops to time (default 1,024); refused in the other modes.
+        players: players to simulate (default: the scenario's squad); refused in single-stream,
+            which always profiles one player.
         seed: simulation seed.
         scenario_file: a TOML file of user scenarios, same schema as the catalogue.
         session: a recording to replay instead of simulating (offline, single-stream, server).
         rate: server mode: target windows per second (default: squad / hop, the kit's own rate).
-        burst: server mode: mean arrivals per burst (1: plain Poisson).
+        burst: server mode: mean arrivals per burst (1: plain Poisson). ``rate`` and ``burst``
+            are refused in the other modes.
         max_queue_s: server mode: shed windows that waited longer than this.
         deadline_ms: a query later than this counts as late (default: the hop).
         sinks_dir: write feedback events as JSON lines here (the sinks stage); None: no sinks.
+            The file is written as ``events.jsonl.partial`` and becomes ``events.jsonl`` only
+            when the run succeeds: a failed run leaves the previous run's events as they were.
         hop_s: hop override (default: the bundle's).
     """
 
@@ -116,6 +120,33 @@ class ProfileConfig:
             raise ConfigError(f"--rate {self.rate}: give a positive number of windows per second")
         if self.burst < 1:
             raise ConfigError(f"--burst {self.burst}: give the mean windows per burst, 1 or more")
+        if self.players is not None and self.players < 1:
+            raise ConfigError(f"--players {self.players}: give at least one player")
+        if self.deadline_ms is not None and not self.deadline_ms > 0:
+            raise ConfigError(
+                f"--deadline-ms {self.deadline_ms}: give a positive number of milliseconds "
+                "(or leave it out: the deadline is then the hop)"
+            )
+        if self.hop_s is not None and not self.hop_s > 0:
+            raise ConfigError(
+                f"--hop {self.hop_s}: give a positive number of seconds "
+                "(or leave it out: the bundle's hop)"
+            )
+        # Options a mode has no use for are refused, not silently ignored.
+        if self.queries is not None and self.mode is not ProfileMode.SINGLE_STREAM:
+            raise ConfigError(
+                f"--queries is for --mode single-stream; {self.mode.value} runs for a time: "
+                "give --duration instead"
+            )
+        if self.mode is not ProfileMode.SERVER and (self.rate is not None or self.burst != 1.0):
+            raise ConfigError(
+                f"--rate and --burst are for --mode server; drop them for {self.mode.value}"
+            )
+        if self.players is not None and self.mode is ProfileMode.SINGLE_STREAM:
+            raise ConfigError(
+                "single-stream always profiles one player; drop --players, or use "
+                "--mode multi-stream, server or offline for more"
+            )
         if self.mode is ProfileMode.MULTI_STREAM and self.session is not None:
             raise ConfigError(
                 "multi-stream runs the live simulated kit; to profile a recording use "
@@ -164,16 +195,41 @@ def trust_warnings(queries: int) -> list[str]:
     return out
 
 
-def _sinks(config: ProfileConfig) -> Any:
+EVENTS_FILE = "events.jsonl"
+
+
+def _sinks(config: ProfileConfig) -> tuple[Any, Path | None]:
+    """The run's sink hub and the partial events file it writes (None, None: no sinks)."""
     if config.sinks_dir is None:
-        return None
+        return None, None
     from fusion_edge.runtime.sinks import JsonLinesSink, SinkHub
 
-    path = Path(config.sinks_dir) / "events.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        path.unlink()  # one run, one events file
-    return SinkHub([JsonLinesSink(path)])
+    partial = Path(config.sinks_dir) / (EVENTS_FILE + ".partial")
+    try:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.unlink(missing_ok=True)  # one run, one events file
+        return SinkHub([JsonLinesSink(partial)]), partial
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the events into {partial.parent} ({exc.strerror or exc}); give an "
+            "--out folder that can be written, or --no-sinks"
+        ) from None
+
+
+#: What to do when a mode measured nothing, by mode.
+_NOTHING_MEASURED = {
+    ProfileMode.SINGLE_STREAM: (
+        "the input gave too few hops (the first {warmup} are warm-up, not measured); leave "
+        "--duration out, give a longer --session, or profile a short recording with "
+        "--mode offline"
+    ),
+    ProfileMode.MULTI_STREAM: "give a --duration of several hops beyond the first window",
+    ProfileMode.SERVER: "give a longer --duration or a higher --rate",
+    ProfileMode.OFFLINE: (
+        "the session is shorter than the bundle's window plus a hop; give a longer "
+        "--duration or --session"
+    ),
+}
 
 
 def _window(model: Any, config: ProfileConfig) -> Any:
@@ -202,14 +258,47 @@ def run_profile(
         ProfileMode.SERVER: _server,
         ProfileMode.OFFLINE: _offline,
     }[config.mode]
-    hub = _sinks(config)
+    created = _missing_folders(config.sinks_dir)
+    hub, partial = _sinks(config)
+    ok = False
     try:
         result = runner(config, model, hub, say)
+        if not result.end_to_end.count:
+            raise ConfigError(
+                f"{config.mode.value}: nothing was measured (0 queries): "
+                + _NOTHING_MEASURED[config.mode].format(warmup=WARMUP_QUERIES)
+            )
+        ok = True
     finally:
         if hub is not None:
             hub.close()
+        if partial is not None:
+            if ok:
+                partial.replace(partial.with_name(EVENTS_FILE))
+            else:
+                # A failed run leaves the folder as it found it: the last good events stay.
+                partial.unlink(missing_ok=True)
+                for folder in created:
+                    _remove_if_empty(folder)
     result.warnings = trust_warnings(result.queries) + result.warnings
     return result
+
+
+def _missing_folders(folder: str | None) -> list[Path]:
+    """The folders of ``folder``'s path that do not exist yet, deepest first."""
+    out: list[Path] = []
+    p = Path(folder) if folder is not None else None
+    while p is not None and not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (or already gone): leave it
 
 
 def _backend_name(model: Any) -> str:
@@ -222,6 +311,11 @@ def _stream(
     if config.session is not None:
         stream = stream_from_recording(config.session)
         say(f"replaying {config.session}: {stream.players} players, {stream.duration_s:.0f} s")
+        if players is not None and players > stream.players:
+            raise ConfigError(
+                f"--players {players}: the recording {config.session} has only "
+                f"{stream.players}; give at most {stream.players}, or leave --players out"
+            )
         return stream if players is None else stream.only_players(players)
     say(
         f"encoding {players or 'all'} player(s) of '{config.scenario}' for {seconds:.0f} s "
@@ -260,22 +354,39 @@ def _single_stream(
     )
     say(f"single-stream: one player, {queries} queries back to back")
     meter = ResourceMeter()
+    scored_in_warmup = 0
+
+    def warmed_up() -> None:
+        # The warm-up queries are not measured: neither their stages nor their time.
+        nonlocal meter, scored_in_warmup
+        rec.reset()
+        scored_in_warmup = processor.stats.scored
+        meter = ResourceMeter()
+
     with warnings.catch_warnings():
         # One player has no team-mates: the team-context features are NaN by design.
         warnings.simplefilter("ignore", RuntimeWarning)
-        _feed_back_to_back(stream, processor, rec, queries)
+        _feed_back_to_back(stream, processor, rec, queries, on_warm=warmed_up)
     usage = meter.stop()
-    return _result(config, stream, model, rec, processor, usage, rec.end_to_end.count, hop)
+    result = _result(config, stream, model, rec, processor, usage, rec.end_to_end.count, hop)
+    result.windows -= scored_in_warmup
+    result.extra["warmup_queries"] = WARMUP_QUERIES
+    return result
 
 
 WARMUP_QUERIES = 32  # like LoadGen: the first answers pay for cold caches and lazy set-up
 
 
 def _feed_back_to_back(
-    stream: RawStream, processor: FieldProcessor, rec: StageRecorder, queries: int
+    stream: RawStream,
+    processor: FieldProcessor,
+    rec: StageRecorder,
+    queries: int,
+    *,
+    on_warm: Callable[[], None] | None = None,
 ) -> int:
     """Feed records until ``queries`` hops were answered (after ``WARMUP_QUERIES`` unmeasured
-    ones), timing each from its first byte."""
+    ones, at the end of which ``on_warm`` is called), timing each from its first byte."""
     started: int | None = None
     hops = 0
     warm = 0
@@ -287,6 +398,8 @@ def _feed_back_to_back(
             hops = processor.stats.hops
             if processor.stats.scored and warm < WARMUP_QUERIES:
                 warm += 1
+                if warm == WARMUP_QUERIES and on_warm is not None:
+                    on_warm()
             elif processor.stats.scored:
                 rec.end_to_end.record_ns(time.perf_counter_ns() - started)
             started = None

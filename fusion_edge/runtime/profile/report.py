@@ -143,8 +143,11 @@ def write_report(doc: Mapping[str, Any], out: str | Path, name: str = "report.js
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -172,11 +175,27 @@ def load_report(path: str | Path) -> dict[str, Any]:
             f"{p} is not a profile report (no format '{REPORT_FORMAT}'); "
             "rerun 'fusion-edge profile'"
         )
-    if int(doc.get("version", 0)) > REPORT_VERSION:
+    version = doc.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
         raise FusionEdgeError(
-            f"{p} is a version {doc.get('version')} report; this fusion-edge reads up to version "
+            f"{p} has version {version!r}, not a number: it was not written by 'fusion-edge "
+            "profile' or was edited; rerun 'fusion-edge profile'"
+        )
+    if version > REPORT_VERSION:
+        raise FusionEdgeError(
+            f"{p} is a version {version} report; this fusion-edge reads up to version "
             f"{REPORT_VERSION}: upgrade fusion-edge"
         )
+    for key, kind in (("end_to_end", dict), ("stages", dict), ("throughput", dict)):
+        value = doc.get(key)
+        rows = [value] if key == "end_to_end" else list((value or {}).values())
+        if not isinstance(value, kind) or (
+            key != "throughput" and not all(isinstance(r, dict) for r in rows)
+        ):
+            raise FusionEdgeError(
+                f"{p} is an incomplete profile report (no valid '{key}'); it was cut short or "
+                "edited: rerun 'fusion-edge profile'"
+            )
     return doc
 
 
@@ -186,27 +205,41 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(b / a, 3)
 
 
+def _measured(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A latency row, or no values when it counted nothing (its zeros are not latencies)."""
+    return {} if row.get("count") == 0 else row
+
+
 def compare_reports(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """Side by side: for each latency row (end_to_end, then stages both have) and each key, the
     two values and the ratio B / A (above 1: B is slower); throughput ratio likewise."""
     rows: dict[str, dict[str, Any]] = {}
     names = ["end_to_end"] + [s for s in a.get("stages", {}) if s in b.get("stages", {})]
     for name in names:
-        ra = a["end_to_end"] if name == "end_to_end" else a["stages"][name]
-        rb = b["end_to_end"] if name == "end_to_end" else b["stages"][name]
+        ra = _measured(a["end_to_end"] if name == "end_to_end" else a["stages"][name])
+        rb = _measured(b["end_to_end"] if name == "end_to_end" else b["stages"][name])
         rows[name] = {
             k: {"a": ra.get(k), "b": rb.get(k), "ratio": _ratio(ra.get(k), rb.get(k))}
             for k in LATENCY_KEYS
         }
     ta, tb = a.get("throughput", {}), b.get("throughput", {})
+    if not a.get("queries"):
+        ta = {k: None for k in ta}
+    if not b.get("queries"):
+        tb = {k: None for k in tb}
+    keys = ("scenario", "mode", "backend", "players")
     return {
-        "a": {k: a.get(k) for k in ("scenario", "mode", "backend", "players")},
-        "b": {k: b.get(k) for k in ("scenario", "mode", "backend", "players")},
+        "a": {k: a.get(k) for k in keys},
+        "b": {k: b.get(k) for k in keys},
+        # What differs besides what is compared: ratios across modes, scenarios or squads
+        # compare different loads, not two boxes or bundles.
+        "differs": [k for k in ("scenario", "mode", "players") if a.get(k) != b.get(k)],
         "latency": rows,
         "only_in_a": sorted(set(a.get("stages", {})) - set(b.get("stages", {}))),
         "only_in_b": sorted(set(b.get("stages", {})) - set(a.get("stages", {}))),
         "throughput": {
-            k: {"a": ta.get(k), "b": tb.get(k), "ratio": _ratio(ta.get(k), tb.get(k))} for k in ta
+            k: {"a": ta.get(k), "b": tb.get(k), "ratio": _ratio(ta.get(k), tb.get(k))}
+            for k in {**ta, **tb}
         },
         "cpu_percent": {
             "a": a.get("cpu_percent"),
@@ -306,9 +339,21 @@ def write_outputs(
     """Write report.json, report.md and the PNG plots of a run (and/or a capacity search) into
     ``out``; returns the report document. Plots are skipped, with a warning in the report, when
     matplotlib is missing."""
+    out = Path(out)
+    try:
+        return _write_outputs(result, out, capacity=capacity, plots=plots)
+    except OSError as exc:
+        raise FusionEdgeError(
+            f"cannot write the report into {out} ({exc.strerror or exc}); give an --out folder "
+            "that can be written"
+        ) from None
+
+
+def _write_outputs(
+    result: ProfileResult | None, out: Path, *, capacity: Any, plots: bool
+) -> dict[str, Any]:
     from fusion_edge.runtime.profile import plots as plotting
 
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if result is not None:
         doc = build_report(result)

@@ -78,6 +78,12 @@ class StageRecorder:
             h = self.stages[name] = LatencyHistogram(self.digits)
         h.record_ms(ms)
 
+    def reset(self) -> None:
+        """Forget every timing so far (the end of a warm-up)."""
+        self.stages = {}
+        self.end_to_end = LatencyHistogram(self.digits)
+        self.calls = 0
+
     def record(self, name: str, ms: float) -> None:
         """Count a timing the driver itself took (same as calling the recorder)."""
         self(name, ms)
