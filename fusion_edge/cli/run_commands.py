@@ -125,7 +125,7 @@ def run(
     ),
     sse: int = typer.Option(None, "--sse", help="Serve live events on http://127.0.0.1:PORT/ (0: any port)."),
     table: bool = typer.Option(
-        None, "--table/--no-table", help="Live terminal table (default: the kit file's [sinks] terminal, else on)."
+        None, "--table/--no-table", help="Live terminal table (default: the kit file's \\[sinks] terminal, else on)."
     ),
 ) -> None:
     """Run the field kit: per-player feedback from pods over BLE and GNSS over serial."""
