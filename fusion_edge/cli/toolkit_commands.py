@@ -76,7 +76,7 @@ def simulate(
         )
     console.print(
         f"wrote {summary['windows']} windows from {summary['players']} players "
-        f"({summary['sessions']} sessions) to [bold]{out}[/]"
+        f"({summary['sessions']} session{'' if summary['sessions'] == 1 else 's'}) to [bold]{escape(str(out))}[/]"
     )
 
 

@@ -119,7 +119,7 @@ def test_simulate_writes_a_dataset(workflow: dict) -> None:
     assert [m["name"] for m in doc["modalities"]] == ["imu", "position"]
     assert [t["name"] for t in doc["tasks"]] == ["action", "tactic", "quality"]
     assert doc["source"]["seed"] == 1 and doc["source"]["duration_s"] == 60.0
-    assert "from 10 players" in flat(res.output)
+    assert "from 10 players (1 session) to" in flat(res.output)
 
 
 def test_train_writes_a_run(workflow: dict) -> None:
