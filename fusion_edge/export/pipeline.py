@@ -49,6 +49,7 @@ from fusion_edge.export.quantize import (
     node_groups,
     quantize_int8_tensorrt,
 )
+from fusion_edge.file_modes import make_ordinary
 from fusion_edge.runtime.bundle import MANIFEST_FILE, BundleWriter, Precision
 from fusion_edge.toolkit.checkpoint import RunInfo, load_run
 from fusion_edge.toolkit.dataset import Dataset
@@ -622,6 +623,7 @@ def write_torch_fallback(writer: BundleWriter, model: Any, reference_row: dict[s
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(writer.path(TORCH_WEIGHTS_FILE)), metadata={"format": "fusion-edge-full-model"})
+    make_ordinary(writer.path(TORCH_WEIGHTS_FILE))  # safetensors writes 0600; the box reads it
     return writer.add_variant(
         {
             "name": TORCH_VARIANT,

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fusion_edge.errors import CheckpointError
+from fusion_edge.file_modes import make_ordinary
 from fusion_edge.toolkit.dataset import DatasetSpec
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.splits import GroupedSplit
@@ -93,6 +94,7 @@ def save_run(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp_w = out / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp_w), metadata={"format": RUN_FORMAT, "version": str(RUN_VERSION)})
+    make_ordinary(tmp_w)  # safetensors writes 0600; a run is copied and exported by others
     os.replace(tmp_w, out / WEIGHTS_FILE)
     doc = {
         "format": RUN_FORMAT,

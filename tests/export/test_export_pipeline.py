@@ -71,6 +71,18 @@ def test_bundle_is_complete_and_verifies(tiny_bundle) -> None:
     assert conv_ranks("model_int8_cpu.onnx") == {3}
 
 
+def test_bundle_and_run_files_get_ordinary_permissions(tiny_bundle, tiny_run: Path) -> None:
+    """safetensors writes 0600: a bundle copied to the box as another user lost its full model."""
+    import stat
+
+    from fusion_edge.file_modes import ordinary_mode
+
+    files = [p for p in [*tiny_bundle.bundle.iterdir(), *tiny_run.iterdir()] if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in files)
+    modes = {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
+    assert set(modes.values()) == {oct(ordinary_mode())}, modes
+
+
 def test_report_files_hold_the_table(tiny_bundle) -> None:
     report = json.loads((tiny_bundle.bundle / "report.json").read_text())
     variants = [r["variant"] for r in report["rows"]]

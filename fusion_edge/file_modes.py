@@ -1,0 +1,31 @@
+"""The permissions a file or folder gets when it is created the ordinary way.
+
+``tempfile.mkstemp`` makes 0600 files, ``mkdtemp`` 0700 folders, and safetensors writes its
+files 0600. What this project writes is meant to be copied to a box and read there, often by
+another user than the one who wrote it (a kit service account, a file made under ``sudo``),
+so such files are given the mode ``open()`` would have given them: 0666 (files) or 0777
+(folders) less the process umask.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["ordinary_mode", "make_ordinary"]
+
+
+def ordinary_mode(*, folder: bool = False) -> int:
+    """0666 or 0777 less the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if folder else 0o666) & ~umask
+
+
+def make_ordinary(path: str | os.PathLike[str] | int) -> None:
+    """Give ``path`` (a path, or an open file descriptor) the ordinary mode for its kind."""
+    if isinstance(path, int):
+        os.fchmod(path, ordinary_mode())
+        return
+    p = Path(path)
+    p.chmod(ordinary_mode(folder=p.is_dir()))
