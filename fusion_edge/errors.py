@@ -14,13 +14,21 @@ class FusionEdgeError(Exception):
 class MissingDependencyError(FusionEdgeError):
     """An optional dependency is not installed."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
+    def __init__(self, package: str, extra: str, purpose: str, how: str | None = None) -> None:
         self.package = package
         self.extra = extra
         super().__init__(
             f"{purpose} needs the '{package}' package, which is not installed. "
-            f"Install it with: pip install 'fusion-edge[{extra}]'"
+            + (how or f"Install it with: pip install 'fusion-edge[{extra}]'")
         )
+
+
+#: How to get TensorRT: on a Jetson it comes with JetPack and must not come from pip.
+TENSORRT_HOW = (
+    "On a Jetson it comes with JetPack: sudo apt install nvidia-jetpack (the Python bindings "
+    "are python3-libnvinfer), not pip. On another machine with an NVIDIA GPU: "
+    "pip install 'fusion-edge[gpu]'"
+)
 
 
 class ConfigError(FusionEdgeError):

@@ -65,7 +65,9 @@ class GuidedImuCalibration:
 
     Args:
         pod_id: The pod being calibrated.
-        with_magnetometer: Add the rotation step (9-axis pods).
+        with_magnetometer: Add the rotation step (9-axis pods). ``None``: not known yet; call
+            :meth:`set_magnetometer` before the first samples (the live driver does it from the
+            pod's channels).
         hold_s: Seconds each pose must be held still.
         rotate_s: Longest rotation step, seconds (it ends earlier once coverage is reached).
         min_rotate_s: Shortest rotation step, seconds.
@@ -78,7 +80,7 @@ class GuidedImuCalibration:
         self,
         pod_id: str,
         *,
-        with_magnetometer: bool = False,
+        with_magnetometer: bool | None = False,
         hold_s: float = 2.0,
         rotate_s: float = 60.0,
         min_rotate_s: float = 10.0,
@@ -86,6 +88,11 @@ class GuidedImuCalibration:
         config: ImuCalibrationConfig | None = None,
         max_duration_s: float = 600.0,
     ) -> None:
+        if not (np.isfinite(hold_s) and hold_s > 0):
+            raise CalibrationError(
+                f"--hold {hold_s} must be a positive number of seconds to hold each pose "
+                "(2 s is the default)"
+            )
         self.pod_id = pod_id
         self.with_magnetometer = with_magnetometer
         self.hold_s = hold_s
@@ -108,6 +115,20 @@ class GuidedImuCalibration:
         self._error: CalibrationError | None = None
         self._units_checked = False
         self.done = False
+
+    def set_magnetometer(self, with_magnetometer: bool) -> None:
+        """Add (or drop) the rotation step; only before the first samples are fed.
+
+        Raises:
+            CalibrationError: Samples were already fed.
+        """
+        if self._t.size:
+            raise CalibrationError(
+                "the magnetometer step can only be chosen before the first samples are fed"
+            )
+        self.with_magnetometer = with_magnetometer
+        self.total = len(GUIDED_FACES) + (1 if with_magnetometer else 0)
+        self._x = np.empty((0, 9 if with_magnetometer else 6))
 
     # ------------------------------------------------------------------ prompts
 

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from fusion_edge.errors import CalibrationError
+from fusion_edge.file_modes import make_ordinary
 
 __all__ = [
     "CALIBRATION_FORMAT",
@@ -255,21 +256,64 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _unwritable(target: Path, exc: OSError, pod_id: str) -> CalibrationError:
+    return CalibrationError(
+        f"cannot write the calibration to {target} ({exc.strerror or exc}: {exc.filename}); "
+        "give --out a file in a writable folder (or a folder to write "
+        f"{calibration_path('.', pod_id).name} into)"
+    )
+
+
+def calibration_target(path: str | Path, pod_id: str) -> Path:
+    """The file :func:`save_calibration` writes for ``path``, its folder created and writable.
+
+    Call it before a long calibration so that a bad ``--out`` is refused before the work, not
+    after it.
+
+    Raises:
+        CalibrationError: The folder cannot be created or written, or the path is a folder.
+    """
+    target = Path(path)
+    if target.is_dir():
+        target = calibration_path(target, pod_id)
+    if target.is_dir():
+        raise CalibrationError(
+            f"{target} is a folder; give --out the calibration file to write, or another folder"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        probe, probe_path = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+        os.close(probe)
+        os.unlink(probe_path)
+    except OSError as exc:
+        raise _unwritable(target, exc, pod_id) from None
+    return target
+
+
 def save_calibration(calibration: ImuCalibration, path: str | Path) -> Path:
     """Write a calibration atomically (temporary file, then rename); return the path.
 
     A folder path gets the pod's standard file name (:func:`calibration_path`).
     """
-    target = Path(path)
-    if target.is_dir():
-        target = calibration_path(target, calibration.pod_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = calibration_target(path, calibration.pod_id)
     text = json.dumps(_json_safe(calibration.to_dict()), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
     try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
+    except OSError as exc:
+        raise _unwritable(target, exc, calibration.pod_id) from None
+    try:
+        # mkstemp makes 0600 files; the kit (often another user than the one who calibrated,
+        # e.g. after `sudo`) must be able to read it, as with any file written with open().
+        make_ordinary(fd)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise CalibrationError(
+            f"cannot write the calibration to {target} ({exc.strerror or exc}); free disk space "
+            "or give --out another path"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -26,7 +26,7 @@ from fusion_edge.calibration.gyroscope import (
     fit_gyro_bias,
 )
 from fusion_edge.calibration.imu import ImuCalibration
-from fusion_edge.calibration.magnetometer import MagLimits, fit_magnetometer
+from fusion_edge.calibration.magnetometer import MagLimits, check_field_strength, fit_magnetometer
 from fusion_edge.calibration.recording import STANDARD_GRAVITY, ImuRecording, check_accel_units
 from fusion_edge.calibration.stillness import (
     StillnessConfig,
@@ -63,6 +63,11 @@ class ImuCalibrationConfig:
     field_strength_ut: float | None = None
     gravity: float = STANDARD_GRAVITY
     max_gyro_bias_spread: float = 0.02
+
+    def __post_init__(self) -> None:
+        # Checked here, before a recording is fitted or a pod is streamed, not at the end.
+        if self.field_strength_ut is not None:
+            check_field_strength(self.field_strength_ut, self.mag)
 
 
 def _wants_mag(rec: ImuRecording, cfg: ImuCalibrationConfig) -> bool:

@@ -81,8 +81,12 @@ def run_guided_over_ble(
 
     async def _run() -> None:
         async with transport as link:
-            for prompt in guided.start():
-                on_prompt(prompt)
+            # Unless the magnetometer step was chosen (--mag/--no-mag), the pod's channels
+            # decide it, so the first instruction waits for the first block.
+            started = guided.with_magnetometer is not None
+            if started:
+                for prompt in guided.start():
+                    on_prompt(prompt)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout_s
             columns: list[int] | None = None
@@ -109,7 +113,14 @@ def run_guided_over_ble(
                         "start again"
                     )
                 if columns is None:
-                    columns = block_columns(tuple(block.channel_names), guided.with_magnetometer)
+                    names = tuple(block.channel_names)
+                    if guided.with_magnetometer is None:
+                        guided.set_magnetometer(all(c in names for c in _MAG))
+                    columns = block_columns(names, bool(guided.with_magnetometer))
+                if not started:
+                    started = True
+                    for prompt in guided.start():
+                        on_prompt(prompt)
                 t = np.asarray(block.sample_times_us(), dtype=np.float64) / 1e6
                 samples = np.asarray(block.samples, dtype=np.float64)[:, columns]
                 for prompt in guided.feed(t, samples):
@@ -152,8 +163,15 @@ async def listen_clocks(
 
     if (addresses is None) == (simulate is None):
         raise CalibrationError("listen to either the kit's pods or simulated ones, not both or neither")
-    if seconds <= 0:
-        raise CalibrationError(f"--seconds must be positive, got {seconds}")
+    if simulate is not None and simulate < 1:
+        raise CalibrationError(
+            f"--simulate {simulate} is not a number of pods: give 1 or more (e.g. --simulate 4)"
+        )
+    if not seconds > 0 or seconds == float("inf"):
+        raise CalibrationError(
+            f"--seconds must be a positive number of seconds to listen, got {seconds} "
+            "(a minute gives good drift figures)"
+        )
     say = on_progress or (lambda _m: None)
     alignment = ClockAlignment()
 

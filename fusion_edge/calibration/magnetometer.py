@@ -15,6 +15,7 @@ do not lie on an ellipsoid (the field changed during the recording).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,6 +145,33 @@ def _field_unit_hint(strength: float) -> str:
     return ""
 
 
+def check_field_strength(field_strength_ut: float, limits: MagLimits | None = None) -> float:
+    """Refuse a given local field strength that is not a plausible Earth field in microtesla.
+
+    A geomagnetic calculator (WMM, IGRF) prints the total intensity in **nanotesla**; copying
+    that figure (e.g. 48000) would scale every corrected reading by 1000.
+    """
+    low, high = (limits or MagLimits()).field_range_ut
+    value = float(field_strength_ut)
+    if not math.isfinite(value) or value <= 0:
+        raise CalibrationError(
+            f"field strength {field_strength_ut} uT is not a positive number; give the local field "
+            "in microtesla (about 25-65 uT, from a geomagnetic model such as the WMM)"
+        )
+    if not low <= value <= high:
+        hint = ""
+        if 1_000 * low <= value <= 1_000 * high:
+            hint = f" {value:g} looks like nanotesla (what the WMM prints): give {value / 1000:g}."
+        elif 0.01 * low <= value <= 0.01 * high:
+            hint = f" {value:g} looks like gauss: give {value * 100:g}."
+        raise CalibrationError(
+            f"field strength {value:g} uT is outside the Earth's {low:.0f}-{high:.0f} uT.{hint} "
+            "Give the local total field in microtesla, or leave --field-ut out to estimate it "
+            "from the readings"
+        )
+    return value
+
+
 def fit_magnetometer(
     mag: np.ndarray,
     *,
@@ -187,12 +215,7 @@ def fit_magnetometer(
             f"Earth's field is {low:.0f}-{high:.0f} uT.{_field_unit_hint(estimated)} Otherwise "
             "record away from magnets and steel, or give the local field strength"
         )
-    strength = estimated if field_strength_ut is None else float(field_strength_ut)
-    if strength <= 0:
-        raise CalibrationError(
-            f"field strength {strength} uT is not positive; give the local field in microtesla "
-            "(about 25-65 uT, from a geomagnetic model such as the WMM)"
-        )
+    strength = estimated if field_strength_ut is None else check_field_strength(field_strength_ut, lim)
     fit = fit_sphere_mapping(
         m,
         strength,

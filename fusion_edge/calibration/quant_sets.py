@@ -102,7 +102,8 @@ def select_calibration_windows(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < MIN_CALIBRATION_WINDOWS:
         raise CalibrationError(
             f"{n!r} calibration windows are too few for INT8 quantization (need at least "
-            f"{MIN_CALIBRATION_WINDOWS}, a few hundred is better); raise --calibration-windows"
+            f"{MIN_CALIBRATION_WINDOWS}, a few hundred is better); raise --calibration-windows (export) or --windows "
+            "(calibrate quant-set)"
         )
     total = len(dataset.player)
     pool = np.arange(total, dtype=np.int64) if pool is None else np.asarray(pool, dtype=np.int64)
@@ -180,13 +181,26 @@ class CalibrationSet:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write to ``.npz`` (atomically; readable with ``allow_pickle=False``)."""
         path = Path(path)
+        if path.is_dir():
+            raise CalibrationError(
+                f"{path} is a folder; give the .npz file to write, e.g. {path / 'quant-set.npz'}"
+            )
         tmp = path.with_name(path.name + ".tmp.npz")
         arrays: dict[str, Any] = {_NPZ_INPUT + k: v for k, v in self.inputs.items()}
         arrays[_NPZ_INDEX] = np.asarray(self.indices, dtype=np.int64)
         for k, v in self.meta.items():
             arrays["meta." + k] = np.asarray(str(v))
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        except OSError as exc:
+            if tmp.is_file():
+                tmp.unlink()  # nothing half-written is left next to it
+            raise CalibrationError(
+                f"cannot write the calibration set to {path} ({exc.strerror or exc}); free disk "
+                "space or give a file in a writable folder"
+            ) from None
         return path
 
     @classmethod

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,10 +19,11 @@ from pathlib import Path
 from typing import IO, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from fusion_edge.cli.common import cli_errors, console
-from fusion_edge.errors import MissingDependencyError, TransportError
+from fusion_edge.cli.common import cli_errors, console, err_console
+from fusion_edge.errors import ConfigError, MissingDependencyError, TransportError
 
 pods_app = typer.Typer(help="IMU pods over Bluetooth LE.", no_args_is_help=True)
 gnss_app = typer.Typer(help="GNSS receivers over serial.", no_args_is_help=True)
@@ -122,8 +125,11 @@ def scan_pods(
         import bleak  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError("bleak", "edge", "Scanning for pods") from exc
-    if seconds <= 0:
-        raise TransportError(f"--seconds {seconds} must be positive: give how long to listen")
+    if not 0 < seconds < math.inf:
+        raise TransportError(
+            f"--seconds {seconds} must be a positive number: give how long to listen (5 s is "
+            "usually enough)"
+        )
     allowed = {normalize_address(a) for a in allow} if allow else None
     with _bleak_errors():
         if simulate:
@@ -154,8 +160,8 @@ def pods_scan(
         table.add_column(col)
     for p in pods:
         table.add_row(
-            p.address,
-            p.name or "-",
+            escape(p.address),
+            escape(p.name or "-"),  # a name is what any device nearby advertises: not markup
             "-" if p.rssi is None else str(p.rssi),
             "-" if p.allowed is None else ("yes" if p.allowed else "no"),
         )
@@ -230,9 +236,17 @@ class EpochMerger:
 
 
 def read_gnss(
-    port: str, *, baud: int, seconds: float | None, on_fix: Callable[[dict[str, Any]], None]
+    port: str,
+    *,
+    baud: int,
+    seconds: float | None,
+    on_fix: Callable[[dict[str, Any]], None],
+    on_open: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Read a receiver for ``seconds`` (None: until Ctrl-C), calling ``on_fix`` per epoch record.
+
+    ``on_open`` is called once the port is open, before the first fix (open output files there,
+    so that a port that cannot be opened leaves the last session's files alone).
 
     Returns:
         The stats: ``sentences``, ``checksum_errors``, ``unknown``, ``fixes`` and the raw
@@ -251,11 +265,18 @@ def read_gnss(
         fixes += 1
         on_fix(record)
 
+    if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+        raise ConfigError(
+            f"--baud {baud} is not a line speed: give the receiver's baud rate (115200 for a "
+            "u-blox at 10 Hz; 9600 or 38400 on many older receivers)"
+        )
     merger = EpochMerger(emit)
     transport = SerialGnssTransport(port, SerialGnssConfig(baudrate=baud))
-    deadline = None if seconds is None else time.monotonic() + seconds
-    started = time.monotonic()
     with transport:
+        if on_open is not None:
+            on_open()
+        deadline = None if seconds is None else time.monotonic() + seconds
+        started = time.monotonic()
         try:
             while deadline is None or time.monotonic() < deadline:
                 wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
@@ -286,6 +307,45 @@ def read_gnss(
     }
 
 
+def _output_path(path: Path, option: str) -> Path:
+    """Refuse an output path that cannot be written, before the port is read (nothing written)."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give the file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe, probe_path = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        os.close(probe)
+        os.unlink(probe_path)
+    except OSError as exc:
+        raise ConfigError(
+            f"{option} {path} cannot be written ({exc.strerror or exc}: {exc.filename}); give a "
+            "file in a writable folder"
+        ) from None
+    return path
+
+
+def no_fix_advice(result: dict[str, Any]) -> str | None:
+    """What to check when a read gave no fix, from its counters; None when fixes came."""
+    if result["fixes"]:
+        return None
+    port, secs = result["port"], result["seconds"]
+    if not result["bytes_read"]:
+        return (
+            f"no byte arrived on {port} in {secs:g} s: is this the receiver's port, and is the "
+            "receiver powered and configured to output NMEA or UBX on it?"
+        )
+    if not result["sentences"] and not result["ubx_frames"]:
+        return (
+            f"{result['bytes_read']} bytes arrived on {port} but not one NMEA sentence or UBX "
+            f"frame: the line speed is probably wrong (--baud {result['baud']}); try the "
+            "receiver's rate (9600, 38400, 115200), or check that this port is the GNSS receiver"
+        )
+    return (
+        f"{result['sentences']} sentences and {result['ubx_frames']} UBX frames arrived on {port} "
+        "but no position message: enable GGA/RMC (or UBX NAV-PVT) output on the receiver"
+    )
+
+
 def _fmt(value: Any, digits: int) -> str:
     if value is None:
         return "-"
@@ -313,35 +373,44 @@ def gnss_read(
     last: list[dict[str, Any]] = []
     handle: IO[str] | None = None
     with cli_errors():
-        if seconds is not None and seconds <= 0:
+        if seconds is not None and not 0 < seconds < math.inf:
             raise TransportError(
-                f"--seconds {seconds} must be positive, or left out to read until Ctrl-C"
+                f"--seconds {seconds} must be a positive number of seconds, or left out to read "
+                "until Ctrl-C"
             )
-        try:
-            if out is not None:
-                out.parent.mkdir(parents=True, exist_ok=True)
+        if show < 0:
+            raise ConfigError(f"--show {show} must be 0 (no table) or a number of fixes to show")
+        if out is not None:
+            _output_path(out, "--out")
+        if stats is not None:
+            _output_path(stats, "--stats")
+
+        def on_open() -> None:
+            nonlocal handle
+            if out is not None:  # only now: a port that does not open keeps the last file
                 handle = out.open("w", encoding="utf-8")
 
-            def on_fix(record: dict[str, Any]) -> None:
-                if handle is not None:
-                    handle.write(json.dumps(record) + "\n")
-                    handle.flush()  # a pulled cable loses at most the fix being written
+        def on_fix(record: dict[str, Any]) -> None:
+            if handle is not None:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()  # a pulled cable loses at most the fix being written
+            if show:
                 last.append(record)
-                del last[: -max(show, 1)]
+                del last[:-show]
 
-            result = read_gnss(port, baud=baud, seconds=seconds, on_fix=on_fix)
+        try:
+            result = read_gnss(port, baud=baud, seconds=seconds, on_fix=on_fix, on_open=on_open)
         finally:
             if handle is not None:
                 handle.close()
         if stats is not None:
-            stats.parent.mkdir(parents=True, exist_ok=True)
             stats.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    table = Table(title=f"Last {len(last)} of {result['fixes']} fixes on {port}")
+    table = Table(title=escape(f"Last {len(last)} of {result['fixes']} fixes on {port}"))
     for col in ("source", "utc", "lat", "lon", "alt m", "speed m/s", "course", "q", "sats", "hdop"):
         table.add_column(col, no_wrap=True)
-    for r in last[-show:] if show > 0 else []:
+    for r in last:
         table.add_row(
-            _fmt(r["source"], 0),
+            escape(_fmt(r["source"], 0)),  # a TAG source comes off the wire: not markup
             _fmt(r["utc"], 0),
             _fmt(r["lat"], 7),
             _fmt(r["lon"], 7),
@@ -371,6 +440,9 @@ def gnss_read(
     ):
         summary.add_row(key, str(result[key]))
     console.print(summary)
+    advice = no_fix_advice(result)
+    if advice is not None:
+        err_console.print(f"[yellow]warning:[/] {escape(advice)}")
 
 
 @gnss_app.command("simulate")
@@ -403,14 +475,31 @@ def gnss_simulate(
             mix = OutputMix(output)
         except ValueError:
             raise typer.BadParameter("--output must be nmea, ubx or both") from None
+        if seconds is not None and not 0 < seconds < math.inf:
+            raise ConfigError(
+                f"--seconds {seconds} must be a positive number of seconds, or left out to run "
+                "until Ctrl-C"
+            )
+        if scenario is None and players != 1:
+            raise ConfigError(
+                f"--players {players} needs --scenario: the circle track is one receiver; give "
+                "e.g. --scenario 11v11 --players 4"
+            )
+        if players < 1:
+            raise ConfigError(f"--players {players} must be 1 or more")
         source: Any = CircleTrackSource()
         if scenario is not None:
             from fusion_edge.firmware_bridge.scenario_fixes import scenario_fix_sources
             from fusion_edge.scenarios import get_scenario, simulate_session
 
-            session = simulate_session(
-                get_scenario(scenario), seed=0, duration_s=300.0, lost_samples=False
-            )
+            spec = get_scenario(scenario)
+            session = simulate_session(spec, seed=0, duration_s=300.0, lost_samples=False)
+            on_pitch = len(session.gnss)
+            if players > on_pitch:
+                raise ConfigError(
+                    f"--players {players} is more than the {on_pitch} players of scenario "
+                    f"{scenario!r}; give --players 1 to {on_pitch}"
+                )
             source = scenario_fix_sources(session, players)
         cfg = SimulatedReceiverConfig(
             rate_hz=rate,

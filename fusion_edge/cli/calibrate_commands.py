@@ -11,12 +11,18 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fusion_edge.calibration.accelerometer import misalignment_angles, scale_factors
 from fusion_edge.calibration.clock import fit_clock_observations, read_clock_csv
 from fusion_edge.calibration.guided import GuidedImuCalibration, Prompt, PromptKind
-from fusion_edge.calibration.imu import ImuCalibration, calibration_path, save_calibration
+from fusion_edge.calibration.imu import (
+    ImuCalibration,
+    calibration_path,
+    calibration_target,
+    save_calibration,
+)
 from fusion_edge.calibration.imu_fit import ImuCalibrationConfig, calibrate_imu
 from fusion_edge.calibration.live import run_guided_over_ble
 from fusion_edge.calibration.recording import read_imu_csv
@@ -27,6 +33,10 @@ calibrate_app = typer.Typer(
     help="Calibrate pods: IMU bias/scale/misalignment/iron, and device-clock alignment.",
     no_args_is_help=True,
 )
+
+
+#: Below this span of packets a device's drift figure means little (docs/calibration.md).
+SHORT_CLOCK_SPAN_S = 20.0
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -45,7 +55,7 @@ def _vec(a: np.ndarray, digits: int = 4) -> str:
 
 def _print_calibration(cal: ImuCalibration, path: Path) -> None:
     q = cal.quality
-    table = Table(title=f"IMU calibration of pod {cal.pod_id}", show_lines=False)
+    table = Table(title=escape(f"IMU calibration of pod {cal.pod_id}"), show_lines=False)
     table.add_column("sensor")
     table.add_column("parameter")
     table.add_column("value")
@@ -83,7 +93,7 @@ def _print_calibration(cal: ImuCalibration, path: Path) -> None:
     else:
         table.add_row("mag", "-", "not calibrated")
     console.print(table)
-    console.print(f"wrote [bold]{path}[/]")
+    console.print(f"wrote [bold]{escape(str(path))}[/]")
 
 
 def _print_prompt(prompt: Prompt) -> None:
@@ -93,7 +103,7 @@ def _print_prompt(prompt: Prompt) -> None:
         PromptKind.CAPTURED: "green",
         PromptKind.DONE: "bold",
     }.get(prompt.kind, "")
-    text = f"[{prompt.step}/{prompt.total}] {prompt.text}"
+    text = escape(f"[{prompt.step}/{prompt.total}] {prompt.text}")
     console.print(f"[{style}]{text}[/]" if style else text, highlight=False)
 
 
@@ -125,7 +135,9 @@ def imu(
     mag: Annotated[
         bool | None,
         typer.Option(
-            "--mag/--no-mag", help="Calibrate the magnetometer (default: when it has data)."
+            "--mag/--no-mag",
+            help="Calibrate the magnetometer (default: when the recording has mx,my,mz or the "
+            "pod streams a magnetometer).",
         ),
     ] = None,
     field_strength: Annotated[
@@ -141,23 +153,22 @@ def imu(
     """Calibrate a pod's IMU from a recording, or live with guided steps."""
     with cli_errors():
         config = ImuCalibrationConfig(use_magnetometer=mag, field_strength_ut=field_strength)
-        if recording is not None and pod is None:
-            rec = read_imu_csv(recording)
-            ident = pod_id or recording.stem
-            cal = calibrate_imu(rec, ident, config)
-        elif pod is not None and recording is None:
-            ident = pod_id or pod
-            guided = GuidedImuCalibration(
-                ident, with_magnetometer=bool(mag), hold_s=hold, config=config
-            )
-            run_guided_over_ble(guided, pod, _print_prompt)
-            cal = guided.result()
-        else:
+        if (recording is None) == (pod is None):
             raise CalibrationError(
                 "give either --recording FILE.csv (a recorded procedure) or --pod ID (live, "
                 "guided), not both and not neither"
             )
-        path = save_calibration(cal, out if out is not None else calibration_path(".", ident))
+        ident = pod_id or (recording.stem if recording is not None else str(pod))
+        # A bad --out is refused now, not after the procedure has been done.
+        target = calibration_target(out if out is not None else calibration_path(".", ident), ident)
+        if recording is not None:
+            rec = read_imu_csv(recording)
+            cal = calibrate_imu(rec, ident, config)
+        else:
+            guided = GuidedImuCalibration(ident, with_magnetometer=mag, hold_s=hold, config=config)
+            run_guided_over_ble(guided, str(pod), _print_prompt)
+            cal = guided.result()
+        path = save_calibration(cal, target)
         _print_calibration(cal, path)
 
 
@@ -180,17 +191,18 @@ def clock(
 ) -> None:
     """Report each device's clock offset and drift against the host clock.
 
-    From a recording (``--recording``), or live from every connected pod: the kit's
-    (``--kit``) or simulated ones (``--simulate N``), over the real BLE transport.
+    From a recording (--recording), or live from every connected pod: the kit's (--kit) or
+    simulated ones (--simulate N), over the real BLE transport.
     """
     chosen = [x is not None for x in (recording, kit, simulate)]
-    if sum(chosen) != 1:
-        console.print("[red]error:[/] give one of --recording FILE.csv, --kit KIT.toml or --simulate N")
-        raise typer.Exit(2)
     with cli_errors():
+        if sum(chosen) != 1:
+            raise CalibrationError(
+                "give one of --recording FILE.csv, --kit KIT.toml or --simulate N (just one)"
+            )
         if recording is not None:
             alignment = fit_clock_observations(read_clock_csv(recording))
-            title = f"Clock alignment ({recording.name})"
+            title = escape(f"Clock alignment ({recording.name})")
         else:
             import asyncio
 
@@ -217,7 +229,7 @@ def clock(
             table.add_column(col, justify="left" if col == "device" else "right")
         for est in alignment.estimates():
             table.add_row(
-                str(est.device),
+                escape(str(est.device)),
                 str(est.boot_id),
                 str(est.observations),
                 f"{est.span_s:.1f}",
@@ -226,6 +238,13 @@ def clock(
                 f"{est.spread_ns / 1e6:.3f}",
             )
         console.print(table)
+        short = [e for e in alignment.estimates() if e.span_s < SHORT_CLOCK_SPAN_S]
+        if short:
+            console.print(
+                f"[yellow]note:[/] {len(short)} device(s) were heard for less than "
+                f"{SHORT_CLOCK_SPAN_S:.0f} s: their drift is not yet measured (it can sit at the "
+                "+-200 ppm bound); listen for a minute (--seconds 60) or record longer"
+            )
         console.print(
             f"estimated cross-device alignment error: "
             f"{alignment.alignment_error_ns() / 1e6:.3f} ms (offset includes the smallest "

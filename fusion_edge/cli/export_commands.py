@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fusion_edge.cli.common import cli_errors, console
@@ -182,7 +183,8 @@ def bundle_verify(bundle: Path = typer.Argument(..., help="Bundle folder.")) -> 
     with cli_errors():
         manifest = verify_bundle(bundle)
     names = ", ".join(f"{v['name']} ({v['precision']})" for v in manifest["variants"])
-    console.print(f"[green]ok[/] {bundle}: {manifest['model_name']}, variants {names}")
+    text = f"{bundle}: {manifest['model_name']}, variants {names}"
+    console.print(f"[green]ok[/] {escape(text)}")
 
 
 @engine_app.command("build")
@@ -208,8 +210,11 @@ def engine_build(
             cache_dir=cache,
         )
         for r in rows:
+            # Plain text: a status such as "pip install 'fusion-edge[gpu]'" must not be eaten
+            # as rich markup.
             console.print(
-                f"{r['variant']}: {r['status']}" + (f" -> {r['file']}" if r.get("file") else "")
+                f"{r['variant']}: {r['status']}" + (f" -> {r['file']}" if r.get("file") else ""),
+                markup=False,
             )
         if not any(r["status"] in ("ok", "cached") for r in rows):
             raise BackendError("no engine was built; the bundle still runs with onnxruntime")

@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fusion_edge.errors import BackendError, ConfigError, MissingDependencyError
+from fusion_edge.errors import TENSORRT_HOW, BackendError, ConfigError, MissingDependencyError
 from fusion_edge.runtime.bundle import verify_bundle
 
 __all__ = ["default_cache_dir", "engine_cache_key", "build_engine", "build_engines", "ENGINE_PLANS"]
@@ -42,7 +43,7 @@ def _trt() -> Any:
     try:
         import tensorrt as trt
     except ImportError:
-        raise MissingDependencyError("tensorrt", "gpu", "Building TensorRT engines") from None
+        raise MissingDependencyError("tensorrt", "gpu", "Building TensorRT engines", TENSORRT_HOW) from None
     return trt
 
 
@@ -126,10 +127,28 @@ def build_engine(
     engine_path = Path(engine_path)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = engine_path.with_name(engine_path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(memoryview(serialized))
-    os.replace(tmp, engine_path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(memoryview(serialized))
+        os.replace(tmp, engine_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written engine is left in the cache
+        raise
     return engine_path
+
+
+def _writable_cache(cache: Path) -> Path:
+    """Create the engine cache folder and check that engines can be written into it."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=cache, prefix=".write-check-", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise ConfigError(
+            f"the engine cache folder {cache} cannot be written ({exc.strerror or exc}); give a "
+            "writable folder with --cache (or set FUSION_EDGE_ENGINE_CACHE)"
+        ) from None
+    return cache
 
 
 def build_engines(
@@ -150,6 +169,11 @@ def build_engines(
         raise ConfigError(
             f"unknown engine precision(s) {unknown}; choose from {', '.join(ENGINE_PLANS)}"
         )
+    precisions = tuple(dict.fromkeys(precisions))  # "fp16,fp16" builds one engine
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+        raise ConfigError(
+            f"--max-batch {max_batch!r} must be at least 1: give the kit's player count"
+        )
     manifest = verify_bundle(bundle)
     variants = {v["name"]: v for v in manifest["variants"]}
     shapes = {i["name"]: (len(i["channels"]), int(i["window_samples"])) for i in manifest["inputs"]}
@@ -161,7 +185,7 @@ def build_engines(
             {"variant": f"engine_{p}", "status": f"skipped: {exc}", "precision": p}
             for p in precisions
         ]
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache = _writable_cache(Path(cache_dir) if cache_dir else default_cache_dir())
     gpu = _gpu_name()
     for precision in precisions:
         source, flags = ENGINE_PLANS[precision]
@@ -201,5 +225,10 @@ def build_engines(
             row.update(file=str(path), size_bytes=path.stat().st_size)
         except BackendError as exc:
             row["status"] = f"failed: {exc}"
+        except OSError as exc:
+            row["status"] = (
+                f"failed: cannot write the engine to {cache} ({exc.strerror or exc}); free disk "
+                "space or give another --cache folder"
+            )
         rows.append(row)
     return rows

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +98,19 @@ class SerialCounters:
     reconnects: int = 0
     reconnect_attempts: int = 0
     queue_dropped: int = 0
+
+
+def _not_a_device(port: str) -> str | None:
+    """``"a regular file"`` / ``"a folder"`` when ``port`` exists but cannot be a serial port."""
+    try:
+        mode = os.stat(port).st_mode
+    except OSError:
+        return None  # missing (unplugged): the checklist applies
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    return None
 
 
 def _import_serial() -> Any:
@@ -272,6 +287,16 @@ class SerialGnssTransport:
         self, cause: BaseException | None, waited_s: float, *, initial: bool
     ) -> TransportError:
         if initial:
+            kind = _not_a_device(self.port)
+            if kind is not None:
+                error = TransportError(
+                    f"{self.port!r} is {kind}, not a serial port: give the receiver's device, "
+                    "e.g. /dev/serial/by-id/usb-u-blox_... (list them with `ls /dev/ttyUSB* "
+                    "/dev/ttyACM* /dev/serial/by-id/`), or the pty that `fusion-edge gnss "
+                    "simulate` prints"
+                )
+                error.__cause__ = cause
+                return error
             what = (f"could not be opened within {waited_s:.1f} s" if waited_s > 0
                     else "could not be opened")
         else:

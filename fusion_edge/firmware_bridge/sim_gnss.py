@@ -323,7 +323,25 @@ class SimulatedReceiver:
         """True while a pty is open."""
         return self._master is not None
 
+    def _check_link_path(self) -> None:
+        """Refuse a ``link_path`` that would replace a real file, or whose folder is missing."""
+        link = self.config.link_path
+        if not link:
+            return
+        if os.path.lexists(link) and not os.path.islink(link):
+            raise ConfigError(
+                f"--link {link} exists and is not a symlink; the simulator would replace it "
+                "(and remove it at the end): give a new path, e.g. /tmp/gnss-sim"
+            )
+        folder = os.path.dirname(os.path.abspath(link))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise ConfigError(
+                f"--link {link}: the folder {folder} does not exist or cannot be written; give "
+                "a path in a writable folder, e.g. /tmp/gnss-sim"
+            )
+
     def _open_pty(self) -> None:
+        self._check_link_path()
         master, slave = os.openpty()
         tty.setraw(slave)  # no echo, no CR/LF translation before the reader configures it
         os.set_blocking(master, False)  # a full buffer drops bytes, like a UART nobody reads

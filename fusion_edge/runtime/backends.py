@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from fusion_edge.errors import BackendError, MissingDependencyError
+from fusion_edge.errors import TENSORRT_HOW, BackendError, MissingDependencyError
 
 __all__ = [
     "BackendKind",
@@ -122,7 +122,7 @@ class TensorRtBackend:
         try:
             import tensorrt as trt
         except ImportError:
-            raise MissingDependencyError("tensorrt", "edge", "The TensorRT backend") from None
+            raise MissingDependencyError("tensorrt", "gpu", "The TensorRT backend", TENSORRT_HOW) from None
         try:
             import torch
         except ImportError:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fusion_edge.errors import BundleError
+from fusion_edge.file_modes import make_ordinary
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -108,6 +109,17 @@ def _check_keys(d: Any, required: tuple[str, ...], where: Path, ctx: str) -> Non
             )
 
 
+def _check_text(d: Mapping[str, Any], keys: tuple[str, ...], where: Path, ctx: str) -> None:
+    # Names are compared, hashed and printed: a list or a number there must be refused here,
+    # not crash later with a TypeError.
+    for key in keys:
+        value = d[key]
+        if not isinstance(value, str) or not value:
+            raise _fail(
+                where, f"{ctx}.{key} must be a non-empty string, got {value!r}; re-export the bundle"
+            )
+
+
 def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and schema-check ``manifest.json`` of a bundle folder (files are not hashed).
 
@@ -133,6 +145,10 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise _fail(path, f"not valid JSON ({exc}); the bundle is corrupt, re-export it") from None
+    except OSError as exc:
+        raise _fail(
+            path, f"cannot be read ({exc.strerror or exc}); check the file's permissions"
+        ) from None
     if not isinstance(doc, dict) or doc.get("format") != BUNDLE_FORMAT:
         got = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
         raise _fail(
@@ -157,6 +173,7 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         raise _fail(path, "'normalization' must be an object of per-input statistics; re-export the bundle")
     for i, inp in enumerate(doc["inputs"]):
         _check_keys(inp, _INPUT_KEYS, path, f"inputs[{i}]")
+        _check_text(inp, ("name",), path, f"inputs[{i}]")
         if not isinstance(inp["channels"], list):
             raise _fail(path, f"inputs[{i}].channels must be a list of channel names; re-export the bundle")
         for key in ("sample_rate_hz", "window_samples", "hop_seconds"):
@@ -180,6 +197,7 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         raise _fail(path, "'tasks' must be a non-empty list")
     for i, task in enumerate(doc["tasks"]):
         _check_keys(task, _TASK_KEYS, path, f"tasks[{i}]")
+        _check_text(task, _TASK_KEYS, path, f"tasks[{i}]")
         if task["kind"] not in ("class", "regression"):
             raise _fail(
                 path, f"tasks[{i}] kind {task['kind']!r} is neither 'class' nor 'regression'"
@@ -189,6 +207,14 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
     names = set()
     for i, var in enumerate(doc["variants"]):
         _check_keys(var, _VARIANT_KEYS, path, f"variants[{i}]")
+        _check_text(var, ("name", "precision", "format", "sha256"), path, f"variants[{i}]")
+        size = var["size_bytes"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise _fail(
+                path,
+                f"variants[{i}].size_bytes must be a whole number of bytes, got {size!r}; "
+                "re-export the bundle",
+            )
         if var["precision"] not in {p.value for p in Precision}:
             raise _fail(
                 path,
@@ -201,6 +227,7 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
         _safe_relative(var["file"], path)
     fb = doc["fallback"]
     _check_keys(fb, ("variant", "file", "escalation_threshold"), path, "fallback")
+    _check_text(fb, ("variant",), path, "fallback")
     if fb["variant"] not in names:
         raise _fail(
             path, f"fallback variant {fb['variant']!r} is not among the variants {sorted(names)}"
@@ -249,13 +276,19 @@ def verify_bundle(bundle: str | os.PathLike[str]) -> dict[str, Any]:
                 f"variant '{var['name']}': file {path} is missing; "
                 "copy the whole bundle folder again"
             )
-        size = path.stat().st_size
+        try:
+            size = path.stat().st_size
+            digest = sha256_file(path) if size == var["size_bytes"] else ""
+        except OSError as exc:
+            raise BundleError(
+                f"variant '{var['name']}': {path} cannot be read ({exc.strerror or exc}); check "
+                "the file's permissions, or copy the bundle again"
+            ) from None
         if size != var["size_bytes"]:
             raise BundleError(
                 f"variant '{var['name']}': {path} has {size} bytes, the manifest says "
                 f"{var['size_bytes']}; the file is truncated or replaced, copy the bundle again"
             )
-        digest = sha256_file(path)
         if digest != var["sha256"]:
             raise BundleError(
                 f"variant '{var['name']}': sha256 of {path} is {digest[:12]}..., the manifest "
@@ -294,9 +327,7 @@ class BundleWriter:
             parent.mkdir(parents=True, exist_ok=True)
             self.folder = Path(tempfile.mkdtemp(prefix=f"{self.out.name}.tmp-", dir=parent))
             # mkdtemp makes 0700 folders; a bundle is meant to be copied and read by others.
-            umask = os.umask(0)
-            os.umask(umask)
-            self.folder.chmod(0o777 & ~umask)
+            make_ordinary(self.folder)
         except OSError as exc:
             raise BundleError(
                 f"cannot write the bundle next to {self.out} ({exc.strerror or exc}); choose a "

@@ -181,3 +181,45 @@ def test_radio_stack_errors_become_transport_errors() -> None:
             lambda p: None,
             transport_factory=lambda a: BrokenTransport(),
         )
+
+
+class NineAxisTransport(FakeTransport):
+    """A 9-axis pod: accel, gyro and magnetometer channels."""
+
+    async def __aenter__(self) -> NineAxisTransport:
+        self.blocks = asyncio.Queue()
+        names = ("accel_x", "accel_y", "accel_z", "gyro_x", "gyro_y", "gyro_z",
+                 "mag_x", "mag_y", "mag_z")
+        x = np.hstack([self.rec.accel, self.rec.gyro, self.rec.mag])
+        for i in range(0, self.rec.n, 10):
+            self.blocks.put_nowait(
+                FakeBlock(1, int(round(self.rec.t[i] * 1e6)), 100.0, names, x[i : i + 10])
+            )
+        return self
+
+
+def test_live_driver_calibrates_the_magnetometer_a_pod_streams(six_position_recording) -> None:
+    """`calibrate imu --pod` without --mag/--no-mag skipped a 9-axis pod's magnetometer, though
+    --mag's help says 'default: when it has data'."""
+    guided = GuidedImuCalibration("pod-1", with_magnetometer=None)
+    seen = []
+    run_guided_over_ble(
+        guided, "AA:BB", seen.append, transport_factory=lambda a: NineAxisTransport(six_position_recording)
+    )
+    assert seen[0].kind is PromptKind.INSTRUCTION and seen[0].total == 7
+    assert PromptKind.ROTATE in [p.kind for p in seen]
+    assert guided.result().has_magnetometer
+
+
+def test_live_driver_without_a_magnetometer_stays_six_steps(six_position_recording) -> None:
+    guided = GuidedImuCalibration("pod-1", with_magnetometer=None)
+    seen = []
+    run_guided_over_ble(
+        guided, "AA:BB", seen.append, transport_factory=lambda a: FakeTransport(six_position_recording)
+    )
+    assert seen[0].total == 6 and not guided.result().has_magnetometer
+
+
+def test_hold_must_be_positive() -> None:
+    with pytest.raises(CalibrationError, match="--hold 0 must be a positive number of seconds"):
+        GuidedImuCalibration("pod-1", hold_s=0)
