@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from fusion_edge.errors import CalibrationError
-from fusion_edge.file_modes import make_ordinary
+from fusion_edge.file_access import make_ordinary, probe_writable
 
 __all__ = [
     "CALIBRATION_FORMAT",
@@ -281,10 +281,7 @@ def calibration_target(path: str | Path, pod_id: str) -> Path:
             f"{target} is a folder; give --out the calibration file to write, or another folder"
         )
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        probe, probe_path = tempfile.mkstemp(dir=target.parent, prefix=".", suffix=".tmp")
-        os.close(probe)
-        os.unlink(probe_path)
+        probe_writable(target.parent)
     except OSError as exc:
         raise _unwritable(target, exc, pod_id) from None
     return target

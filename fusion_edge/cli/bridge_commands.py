@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +22,7 @@ from rich.table import Table
 
 from fusion_edge.cli.common import cli_errors, console, err_console
 from fusion_edge.errors import ConfigError, MissingDependencyError, TransportError
+from fusion_edge.file_access import probe_writable
 
 pods_app = typer.Typer(help="IMU pods over Bluetooth LE.", no_args_is_help=True)
 gnss_app = typer.Typer(help="GNSS receivers over serial.", no_args_is_help=True)
@@ -312,10 +311,7 @@ def _output_path(path: Path, option: str) -> Path:
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder; give the file to write")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe, probe_path = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        os.close(probe)
-        os.unlink(probe_path)
+        probe_writable(path.parent)
     except OSError as exc:
         raise ConfigError(
             f"{option} {path} cannot be written ({exc.strerror or exc}: {exc.filename}); give a "

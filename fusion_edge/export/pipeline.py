@@ -49,7 +49,7 @@ from fusion_edge.export.quantize import (
     node_groups,
     quantize_int8_tensorrt,
 )
-from fusion_edge.file_modes import make_ordinary
+from fusion_edge.file_access import make_ordinary
 from fusion_edge.runtime.bundle import MANIFEST_FILE, BundleWriter, Precision
 from fusion_edge.toolkit.checkpoint import RunInfo, load_run
 from fusion_edge.toolkit.dataset import Dataset

@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fusion_edge.errors import TENSORRT_HOW, BackendError, ConfigError, MissingDependencyError
+from fusion_edge.file_access import probe_writable
 from fusion_edge.runtime.bundle import verify_bundle
 
 __all__ = ["default_cache_dir", "engine_cache_key", "build_engine", "build_engines", "ENGINE_PLANS"]
@@ -140,9 +140,7 @@ def build_engine(
 def _writable_cache(cache: Path) -> Path:
     """Create the engine cache folder and check that engines can be written into it."""
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=cache, prefix=".write-check-", delete=True)
-        probe.close()
+        probe_writable(cache)
     except OSError as exc:
         raise ConfigError(
             f"the engine cache folder {cache} cannot be written ({exc.strerror or exc}); give a "

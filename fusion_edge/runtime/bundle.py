@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from fusion_edge.errors import BundleError
-from fusion_edge.file_modes import make_ordinary
+from fusion_edge.file_access import make_ordinary
 
 __all__ = [
     "BUNDLE_FORMAT",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fusion_edge.errors import CheckpointError
-from fusion_edge.file_modes import make_ordinary
+from fusion_edge.file_access import make_ordinary
 from fusion_edge.toolkit.dataset import DatasetSpec
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.splits import GroupedSplit

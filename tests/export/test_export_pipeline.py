@@ -75,7 +75,7 @@ def test_bundle_and_run_files_get_ordinary_permissions(tiny_bundle, tiny_run: Pa
     """safetensors writes 0600: a bundle copied to the box as another user lost its full model."""
     import stat
 
-    from fusion_edge.file_modes import ordinary_mode
+    from fusion_edge.file_access import ordinary_mode
 
     files = [p for p in [*tiny_bundle.bundle.iterdir(), *tiny_run.iterdir()] if p.is_file()]
     assert any(p.name == "model.safetensors" for p in files)

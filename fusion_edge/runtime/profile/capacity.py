@@ -23,6 +23,7 @@ from typing import Any
 from fusion_edge.errors import ConfigError
 from fusion_edge.runtime.field_kit import ProcessorConfig, window_config_from_manifest
 from fusion_edge.runtime.profile.histogram import LatencyHistogram
+from fusion_edge.runtime.profile.modes import check_deadline_and_hop
 from fusion_edge.runtime.profile.stages import ResourceMeter, StageRecorder
 from fusion_edge.runtime.profile.streams import PACKET, RawStream, generate_stream
 
@@ -74,16 +75,7 @@ class CapacityConfig:
             )
         if self.resolution < 1:
             raise ConfigError(f"--resolution {self.resolution}: give at least 1 player")
-        if self.deadline_ms is not None and not self.deadline_ms > 0:
-            raise ConfigError(
-                f"--deadline-ms {self.deadline_ms}: give a positive number of milliseconds "
-                "(or leave it out: the deadline is then the hop)"
-            )
-        if self.hop_s is not None and not self.hop_s > 0:
-            raise ConfigError(
-                f"--hop {self.hop_s}: give a positive number of seconds "
-                "(or leave it out: the bundle's hop)"
-            )
+        check_deadline_and_hop(self.deadline_ms, self.hop_s)
 
 
 @dataclass

@@ -122,16 +122,7 @@ class ProfileConfig:
             raise ConfigError(f"--burst {self.burst}: give the mean windows per burst, 1 or more")
         if self.players is not None and self.players < 1:
             raise ConfigError(f"--players {self.players}: give at least one player")
-        if self.deadline_ms is not None and not self.deadline_ms > 0:
-            raise ConfigError(
-                f"--deadline-ms {self.deadline_ms}: give a positive number of milliseconds "
-                "(or leave it out: the deadline is then the hop)"
-            )
-        if self.hop_s is not None and not self.hop_s > 0:
-            raise ConfigError(
-                f"--hop {self.hop_s}: give a positive number of seconds "
-                "(or leave it out: the bundle's hop)"
-            )
+        check_deadline_and_hop(self.deadline_ms, self.hop_s)
         # Options a mode has no use for are refused, not silently ignored.
         if self.queries is not None and self.mode is not ProfileMode.SINGLE_STREAM:
             raise ConfigError(
@@ -180,6 +171,19 @@ class ProfileResult:
             "windows_per_s": round(self.windows / wall, 3),
             "queries_per_s": round(self.queries / wall, 3),
         }
+
+
+def check_deadline_and_hop(deadline_ms: float | None, hop_s: float | None) -> None:
+    """Refuse a deadline or hop override that is not positive (None: the bundle's hop)."""
+    if deadline_ms is not None and not deadline_ms > 0:
+        raise ConfigError(
+            f"--deadline-ms {deadline_ms}: give a positive number of milliseconds "
+            "(or leave it out: the deadline is then the hop)"
+        )
+    if hop_s is not None and not hop_s > 0:
+        raise ConfigError(
+            f"--hop {hop_s}: give a positive number of seconds (or leave it out: the bundle's hop)"
+        )
 
 
 def trust_warnings(queries: int) -> list[str]:

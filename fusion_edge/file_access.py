@@ -1,4 +1,6 @@
-"""The permissions a file or folder gets when it is created the ordinary way.
+"""Creating files others can read, and checking a folder can take them, before the work.
+
+The permissions a file or folder gets when it is created the ordinary way:
 
 ``tempfile.mkstemp`` makes 0600 files, ``mkdtemp`` 0700 folders, and safetensors writes its
 files 0600. What this project writes is meant to be copied to a box and read there, often by
@@ -10,9 +12,10 @@ so such files are given the mode ``open()`` would have given them: 0666 (files) 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-__all__ = ["ordinary_mode", "make_ordinary"]
+__all__ = ["ordinary_mode", "make_ordinary", "probe_writable"]
 
 
 def ordinary_mode(*, folder: bool = False) -> int:
@@ -29,3 +32,17 @@ def make_ordinary(path: str | os.PathLike[str] | int) -> None:
         return
     p = Path(path)
     p.chmod(ordinary_mode(folder=p.is_dir()))
+
+
+def probe_writable(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` if needed and check a file can be created in it (and remove it).
+
+    Raises:
+        OSError: the folder cannot be made or written; callers turn it into a message that
+            names their option.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-", suffix=".tmp")
+    os.close(fd)
+    os.unlink(probe)
