@@ -157,9 +157,26 @@ def load_catalogue(user_file: str | Path | None = None) -> dict[str, Scenario]:
     catalogue = _parse(text, "the built-in catalogue")
     if user_file is not None:
         path = Path(user_file)
+        if path.is_dir():
+            raise ScenarioError(
+                f"scenario file {path} is a folder; give the TOML file itself "
+                "(docs/scenarios.md shows one), or leave --scenario-file out for the built-in catalogue"
+            )
         if not path.is_file():
-            raise ScenarioError(f"scenario file {path} does not exist")
-        catalogue.update(_parse(path.read_text("utf-8"), str(path)))
+            raise ScenarioError(
+                f"scenario file {path} does not exist; check the path, or leave --scenario-file "
+                "out for the built-in catalogue ('fusion-edge scenarios' lists it)"
+            )
+        try:
+            text = path.read_text("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ScenarioError(
+                f"scenario file {path} is not text (not UTF-8); give a TOML file of scenario "
+                "tables (docs/scenarios.md)"
+            ) from None
+        except OSError as exc:
+            raise ScenarioError(f"scenario file {path} cannot be read ({exc.strerror or exc})") from None
+        catalogue.update(_parse(text, str(path)))
     return catalogue
 
 

@@ -138,8 +138,21 @@ def test_top_level_value_that_is_not_a_table(tmp_path: Path) -> None:
 
 
 def test_missing_user_file(tmp_path: Path) -> None:
-    with pytest.raises(ScenarioError, match=r"scenario file .*nope\.toml does not exist"):
+    with pytest.raises(ScenarioError, match=r"scenario file .*nope\.toml does not exist; check the path"):
         load_catalogue(tmp_path / "nope.toml")
+
+
+def test_user_file_that_is_a_folder_binary_or_has_a_bom(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="is a folder; give the TOML file itself"):
+        load_catalogue(tmp_path)
+    binary = tmp_path / "s.toml"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(ScenarioError, match=r"is not text \(not UTF-8\)"):
+        load_catalogue(binary)
+    bom = tmp_path / "bom.toml"  # saved by a Windows editor
+    bom.write_bytes("\ufeff".encode() + b'[tiny]\nsport = "futsal"\ndescription = "x"\nteams = 2\n'
+                    b'players = 5\nduration_s = 60\npitch_m = [40.0, 20.0]\nintensity = 0.7\n')
+    assert "tiny" in load_catalogue(bom)
 
 
 @pytest.mark.parametrize(
