@@ -170,5 +170,6 @@ def test_more_players_than_the_recording_has_are_refused(model, monkeypatch) -> 
 
     two = generate_stream("5v5", players=2, seconds=1.0, seed=1)
     monkeypatch.setattr(modes, "stream_from_recording", lambda path: two)
+    monkeypatch.setattr(modes, "recorded_hop_s", lambda path: None)  # no file behind rec.sqlite
     with pytest.raises(ConfigError, match="--players 50: the recording rec.sqlite has only 2"):
         run_profile(ProfileConfig(mode="offline", session="rec.sqlite", players=50), model)

@@ -131,3 +131,32 @@ def test_user_scenario_file_sets_the_squad(tmp_path: Path) -> None:
     )
     s = generate_stream("futsal", seconds=4.0, scenario_file=f)
     assert s.players == 6 and s.scenario == "futsal"
+
+
+def test_profile_of_a_recording_uses_the_hop_the_recorded_kit_ran(
+    model, stream, tmp_path: Path, monkeypatch
+) -> None:
+    """A kit file's [windows] hop_s is in the recording; replay applies it, and so must the
+    profile, or it times hops the kit never made."""
+    import fusion_edge.runtime.profile.modes as modes
+    from fusion_edge.runtime.profile.streams import recorded_hop_s
+    from fusion_edge.runtime.recording import SessionRecorder
+
+    monkeypatch.setattr(modes, "stream_from_recording", lambda *a, **k: stream)
+    plain, with_hop = tmp_path / "plain.sqlite", tmp_path / "hop.sqlite"
+    for path, meta in ((plain, {}), (with_hop, {"hop_s": 2.0})):
+        with SessionRecorder(path, meta) as rec:
+            rec.record_packet("AA", 1, b"\x00\x01")
+    assert recorded_hop_s(plain) is None and recorded_hop_s(with_hop) == 2.0
+
+    said: list[str] = []
+    runs = {
+        name: run_profile(ProfileConfig(mode="offline", session=str(path)), model, on_progress=said.append)
+        for name, path in (("bundle hop", plain), ("kit hop", with_hop))
+    }
+    assert "hop 2 s, as the recorded kit ran (--hop overrides it)" in said
+    # 12 s of stream: half as many hops at 2 s as at the bundle's 1 s.
+    assert runs["kit hop"].queries < 0.7 * runs["bundle hop"].queries
+    # --hop still wins over the recording.
+    forced = run_profile(ProfileConfig(mode="offline", session=str(with_hop), hop_s=1.0), model)
+    assert forced.queries == runs["bundle hop"].queries

@@ -20,7 +20,7 @@ import asyncio
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from fusion_edge.runtime.profile.streams import (
     PACKET,
     RawStream,
     generate_stream,
+    recorded_hop_s,
     stream_from_recording,
 )
 
@@ -256,6 +257,11 @@ def run_profile(
 ) -> ProfileResult:
     """Run one profile of ``model`` (a BundleModel) in ``config.mode``."""
     say = on_progress or (lambda _m: None)
+    if config.session is not None and config.hop_s is None:
+        hop = recorded_hop_s(config.session)
+        if hop is not None:  # the recorded kit overrode the bundle's hop: time what it ran
+            config = replace(config, hop_s=hop)
+            say(f"hop {hop:g} s, as the recorded kit ran (--hop overrides it)")
     runner = {
         ProfileMode.SINGLE_STREAM: _single_stream,
         ProfileMode.MULTI_STREAM: _multi_stream,

@@ -180,6 +180,21 @@ def generate_stream(
     return RawStream(records, setups, origin, records[-1][0] / 1e9 if records else 0.0, spec.name)
 
 
+def recorded_hop_s(path: str | Path, session_id: int | None = None) -> float | None:
+    """The hop the recorded kit ran with when its kit file overrode the bundle's (else None).
+
+    Replay applies it too, so a profile of a recording times the hops the kit really made.
+    """
+    from fusion_edge.runtime.recording import SessionReader
+
+    with SessionReader(path) as reader:
+        sessions = reader.sessions()
+    if session_id is not None:
+        sessions = [s for s in sessions if s.id == session_id]
+    hop = sessions[-1].metadata.get("hop_s") if sessions else None
+    return None if hop is None else float(hop)
+
+
 def stream_from_recording(path: str | Path, session_id: int | None = None) -> RawStream:
     """A recorded session's packets and GNSS bytes, with times from its first record.
 
