@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["ordinary_mode", "make_ordinary", "probe_writable"]
+__all__ = ["ordinary_mode", "make_ordinary", "probe_writable", "nearest_existing"]
 
 
 def ordinary_mode(*, folder: bool = False) -> int:
@@ -46,3 +46,13 @@ def probe_writable(folder: str | os.PathLike[str]) -> None:
     fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-", suffix=".tmp")
     os.close(fd)
     os.unlink(probe)
+
+
+def nearest_existing(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself if it exists, else its closest existing ancestor: the folder that
+    creating ``path`` (and any missing folders above it) would write into, or a file that
+    stands in the way. Creates nothing."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p

@@ -43,15 +43,14 @@ def _model(stack: ExitStack, bundle: Path, backend: list[str] | None, escalation
 def _check_out_folder(out: Path, flag: str = "--out") -> None:
     """Refuse a report folder that cannot be made before the run, not after it."""
     from fusion_edge.errors import ConfigError
+    from fusion_edge.file_access import nearest_existing
 
     if out.exists() and not out.is_dir():
         raise ConfigError(
             f"{flag} {out} is a file; give a folder for the report (report.json, report.md, "
             "plots), e.g. a new name"
         )
-    parent = out
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(out)
     if not parent.is_dir():
         raise ConfigError(f"{flag} {out}: {parent} is a file, not a folder; choose another path")
     if not os.access(parent, os.W_OK):
@@ -384,6 +383,7 @@ def compare(
 def _check_comparison_file(out: Path) -> None:
     """Refuse an --out for `compare` that is a folder, or a report it would overwrite."""
     from fusion_edge.errors import ConfigError
+    from fusion_edge.file_access import nearest_existing
 
     if out.is_dir():
         raise ConfigError(
@@ -399,9 +399,7 @@ def _check_comparison_file(out: Path) -> None:
                 f"--out {out} is a profile report; writing the comparison there would replace "
                 "it: give another file name, e.g. comparison.json"
             )
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(out.parent)
     if not parent.is_dir() or not os.access(parent, os.W_OK):
         raise ConfigError(f"--out {out}: cannot write into {parent}; choose a writable folder")
 

@@ -45,6 +45,7 @@ def _sinks(stack: ExitStack, events: Path | None, table: bool, sse: int | None,
 def _check_outputs(**paths: Path | None) -> None:
     """Refuse output paths that cannot be written before the session, not after it."""
     from fusion_edge.errors import ConfigError
+    from fusion_edge.file_access import nearest_existing
 
     for option, path in paths.items():
         if path is None:
@@ -53,9 +54,7 @@ def _check_outputs(**paths: Path | None) -> None:
         if path.is_dir():
             raise ConfigError(f"{flag} {path} is a folder; give a file name inside it, "
                               f"e.g. {flag} {path / _DEFAULT_NAMES[option]}")
-        parent = path.parent
-        while not parent.exists() and parent != parent.parent:
-            parent = parent.parent
+        parent = nearest_existing(path.parent)
         if not parent.is_dir() or not os.access(parent, os.W_OK):
             raise ConfigError(f"{flag} {path}: cannot write into {parent}; choose a path in a "
                               "writable folder")

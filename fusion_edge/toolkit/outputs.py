@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from fusion_edge.errors import ConfigError
+from fusion_edge.file_access import nearest_existing
 
 __all__ = ["check_writable"]
 
@@ -32,9 +33,7 @@ def check_writable(path: str | Path, option: str, *, folder: bool) -> Path:
             raise ConfigError(f"{option} {path} is a file, not a folder; choose a folder path")
         if not folder and path.is_dir():
             raise ConfigError(f"{option} {path} is a folder; give a file path such as {path / 'out.json'}")
-    probe = path if folder and path.is_dir() else path.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = path if folder and path.is_dir() else nearest_existing(path.parent)
     if not probe.is_dir():
         raise ConfigError(
             f"{option} {path} cannot be created: {probe} is a file, not a folder; choose another path"
