@@ -146,6 +146,7 @@ async def listen_clocks(
     drift_ppm: float = 50.0,
     seed: int = 0,
     on_progress: Callable[[str], None] | None = None,
+    alignment: Any | None = None,
 ) -> Any:
     """Listen to pods over BLE and fit each device clock to the host clock.
 
@@ -154,9 +155,12 @@ async def listen_clocks(
         simulate: that many simulated pods (bumble, behind bleak) whose clocks drift by up to
             ``drift_ppm`` and start at random offsets.
         seconds: how long to listen (the fit needs tens of seconds to see drift).
+        alignment: the :class:`~fusion_edge.calibration.clock.ClockAlignment` to fill (a new
+            one when ``None``). A caller that owns it keeps every packet heard so far when the
+            listen is cut short (Ctrl-C cancels this coroutine; the fit is still good).
 
     Returns:
-        The :class:`~fusion_edge.calibration.clock.ClockAlignment` after listening.
+        The alignment after listening.
     """
     from fusion_edge.calibration.clock import ClockAlignment
     from fusion_edge.firmware_bridge.ble import BleTransport
@@ -173,7 +177,7 @@ async def listen_clocks(
             "(a minute gives good drift figures)"
         )
     say = on_progress or (lambda _m: None)
-    alignment = ClockAlignment()
+    alignment = ClockAlignment() if alignment is None else alignment
 
     def on_block(block: Any) -> None:
         alignment.observe(block.pod_id, block.t0_us, block.host_time_ns, block.boot_id)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from fusion_edge.errors import CalibrationError
+from fusion_edge.file_access import probe_writable
 
 __all__ = [
     "MIN_CALIBRATION_WINDOWS",
@@ -178,13 +179,27 @@ class CalibrationSet:
         for s in range(0, len(self), batch_size):
             yield {k: v[s : s + batch_size] for k, v in self.inputs.items()}
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write to ``.npz`` (atomically; readable with ``allow_pickle=False``)."""
+    @staticmethod
+    def check_target(path: str | os.PathLike[str]) -> Path:
+        """Refuse a place `save` could not write to, before the set is chosen (which takes
+        seconds): a folder, or a file in a folder that cannot be created or written."""
         path = Path(path)
         if path.is_dir():
             raise CalibrationError(
                 f"{path} is a folder; give the .npz file to write, e.g. {path / 'quant-set.npz'}"
             )
+        try:
+            probe_writable(path.parent)
+        except OSError as exc:
+            raise CalibrationError(
+                f"cannot write the calibration set to {path} ({exc.strerror or exc}); give a file "
+                "in a writable folder"
+            ) from None
+        return path
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write to ``.npz`` (atomically; readable with ``allow_pickle=False``)."""
+        path = self.check_target(path)
         tmp = path.with_name(path.name + ".tmp.npz")
         arrays: dict[str, Any] = {_NPZ_INPUT + k: v for k, v in self.inputs.items()}
         arrays[_NPZ_INDEX] = np.asarray(self.indices, dtype=np.int64)

@@ -6,6 +6,7 @@ Each command parses its options, calls one library function and prints the resul
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fusion_edge.calibration.accelerometer import misalignment_angles, scale_factors
-from fusion_edge.calibration.clock import fit_clock_observations, read_clock_csv
+from fusion_edge.calibration.clock import ClockAlignment, fit_clock_observations, read_clock_csv
 from fusion_edge.calibration.guided import GuidedImuCalibration, Prompt, PromptKind
 from fusion_edge.calibration.imu import (
     ImuCalibration,
@@ -213,9 +214,22 @@ def clock(
                 from fusion_edge.runtime.kit import load_kit
 
                 addresses = [p.pod for p in load_kit(kit).players if p.pod]
-            alignment = asyncio.run(listen_clocks(addresses=addresses, simulate=simulate,
-                                                  seconds=seconds, on_progress=console.print))
-            title = f"Clock alignment (live, {seconds:.0f} s)"
+            alignment = ClockAlignment()
+            started = time.monotonic()
+            try:
+                asyncio.run(listen_clocks(addresses=addresses, simulate=simulate, seconds=seconds,
+                                          on_progress=console.print, alignment=alignment))
+                title = f"Clock alignment (live, {seconds:.0f} s)"
+            except KeyboardInterrupt:
+                # The operator stopped early: what was heard is a valid (shorter) fit; report it.
+                heard = time.monotonic() - started
+                if not alignment.estimates():
+                    raise CalibrationError(
+                        f"stopped after {heard:.0f} s before any pod was heard: nothing to report; "
+                        "check that the pods are on and in range, then listen again"
+                    ) from None
+                console.print(f"[yellow]stopped after {heard:.0f} s:[/] reporting what was heard so far")
+                title = f"Clock alignment (live, stopped after {heard:.0f} s of {seconds:.0f} s)"
         table = Table(title=title)
         for col in (
             "device",
@@ -264,11 +278,13 @@ def quant_set(
 
     The same stratified, normalized sample `fusion-edge export` calibrates with.
     """
+    from fusion_edge.calibration.quant_sets import CalibrationSet
     from fusion_edge.export.pipeline import ExportConfig, calibration_set
     from fusion_edge.toolkit.checkpoint import read_run_info
     from fusion_edge.toolkit.dataset import Dataset
 
     with cli_errors():
+        CalibrationSet.check_target(out)
         info = read_run_info(run)
         ds = Dataset.open(data)
         cset = calibration_set(info, ds, ExportConfig(calibration_windows=windows, seed=seed))

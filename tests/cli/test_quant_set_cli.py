@@ -34,3 +34,17 @@ def test_quant_set_refuses_a_dataset_without_the_runs_training_players(trained_r
     )
     assert res.exit_code == 2
     assert "training players" in res.output
+
+
+def test_quant_set_checks_out_before_it_reads_the_run_or_the_dataset(tmp_path):
+    """An --out that cannot be written is refused first, not after seconds of choosing windows."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("an operator's file\n")
+    for out, expected in ((blocker / "calib.npz", "cannot write the calibration set"), (tmp_path, "is a folder")):
+        res = CliRunner().invoke(
+            app, ["calibrate", "quant-set", str(tmp_path / "no-run"), "--data", str(tmp_path / "no-data"),
+                  "--out", str(out)],
+        )
+        assert res.exit_code == 2, res.output
+        assert expected in " ".join(res.output.split())
+    assert blocker.read_text() == "an operator's file\n"
