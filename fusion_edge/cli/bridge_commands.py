@@ -118,7 +118,7 @@ def scan_pods(
     Raises:
         TransportError: no usable Bluetooth adapter.
     """
-    from fusion_edge.firmware_bridge.ble import normalize_address
+    from fusion_edge.firmware_bridge.ble import is_pod_address, normalize_address, pod_address_hint
 
     try:
         import bleak  # noqa: F401
@@ -130,6 +130,10 @@ def scan_pods(
             "usually enough)"
         )
     allowed = {normalize_address(a) for a in allow} if allow else None
+    for address in sorted(allowed or ()):
+        if not is_pod_address(address):
+            # A pod's address in another format would silently read 'no' for every pod heard.
+            raise ConfigError(f"--allow '{address}' is not a BLE address: {pod_address_hint(address)}")
     with _bleak_errors():
         if simulate:
             seen = asyncio.run(_scan_simulated(simulate, seconds))

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -60,12 +61,34 @@ __all__ = [
     "PodLink",
     "PodSettings",
     "normalize_address",
+    "is_pod_address",
+    "pod_address_hint",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: What a consumer of sample blocks may be: a plain callback or a queue the transport fills.
 BlockSink = Callable[[SampleBlock], None] | asyncio.Queue
+
+
+#: A pod's BLE address as Linux and Windows' Bluetooth settings show it (colons), or the per-host
+#: UUID macOS reports instead; both upper case (`normalize_address` makes them so).
+_MAC = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
+_UUID = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
+
+
+def is_pod_address(address: str) -> bool:
+    """Whether ``address`` (after `normalize_address`) is a MAC address or a macOS UUID."""
+    return bool(_MAC.match(address) or _UUID.match(address))
+
+
+def pod_address_hint(address: str) -> str:
+    """What to write instead of a string that is not a pod address (for error messages)."""
+    text = str(address).strip().upper()
+    if re.match(r"^[0-9A-F]{2}([-.][0-9A-F]{2}){5}$", text) or re.match(r"^[0-9A-F]{12}$", text):
+        colons = ":".join(text.replace("-", "").replace(".", "")[i : i + 2] for i in range(0, 12, 2))
+        return f"write it with colons, '{colons}'"
+    return "write 'AA:BB:CC:DD:EE:FF' (or the UUID macOS shows)"
 
 
 def normalize_address(address: str) -> str:

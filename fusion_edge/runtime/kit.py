@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fusion_edge.errors import ConfigError, MissingDependencyError
+from fusion_edge.firmware_bridge.ble import is_pod_address, pod_address_hint
 from fusion_edge.runtime.backends import BackendKind
 from fusion_edge.runtime.bundle_model import ESCALATION_BACKENDS
 
@@ -43,9 +44,6 @@ __all__ = [
 
 KeyPath = tuple[str | int, ...]
 
-_MAC = re.compile(r"^[0-9A-F]{2}(:[0-9A-F]{2}){5}$")
-# macOS (CoreBluetooth) hides MAC addresses and gives each peripheral a per-host UUID.
-_UUID = re.compile(r"^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$")
 _BAUDS = (4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
@@ -404,9 +402,9 @@ def _parse_players(c: _Checker, doc: dict[str, Any], ports: set[str]) -> tuple[P
         pod = c.get(entry, k + ("pod",), str)
         if pod is not None:
             pod = pod.strip().upper()
-            if not (_MAC.match(pod) or _UUID.match(pod)):
-                raise c.fail(k + ("pod",), f"'{entry['pod']}' is not a BLE address: write "
-                                           "'AA:BB:CC:DD:EE:FF' (or the UUID macOS shows)")
+            if not is_pod_address(pod):
+                raise c.fail(k + ("pod",), f"'{entry['pod']}' is not a BLE address: "
+                                           f"{pod_address_hint(pod)}")
             if pod in seen_pods:
                 raise c.fail(k + ("pod",), f"pod {pod} is also given to "
                                            f"players[{seen_pods[pod]}]; each pod is worn by one "

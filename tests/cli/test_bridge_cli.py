@@ -64,6 +64,23 @@ def test_pods_scan_simulated_lists_every_pod_and_marks_the_allow_list() -> None:
     assert "pod-00:01" in result.output
 
 
+@pytest.mark.parametrize(
+    ("given", "advice"),
+    [
+        ("c0-fe-00-00-00-02", "'C0:FE:00:00:00:02'"),  # as Windows shows it
+        ("C0FE00000002", "'C0:FE:00:00:00:02'"),
+        ("pod-02", "AA:BB:CC:DD:EE:FF"),
+    ],
+)
+def test_pods_scan_refuses_an_allow_list_entry_that_is_no_address(given: str, advice: str) -> None:
+    """It used to scan and mark every pod 'no', as if the kit's pods were out of range."""
+    result = runner.invoke(app, ["pods", "scan", "--simulate", "2", "--seconds", "1", "--allow", given])
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert "is not a BLE address" in text and advice in text
+    assert "Pods heard" not in text
+
+
 def test_pods_scan_without_adapter_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     import bleak
 

@@ -126,6 +126,8 @@ BAD_CASES = [
      "also given to players[0]"),
     ('pod = "C0:FE:00:00:00:02"', 'pod = "C0:FE:00:00:02"', 18, "players[1].pod",
      "is not a BLE address"),
+    ('pod = "C0:FE:00:00:00:02"', 'pod = "C0-FE-00-00-00-02"', 18, "players[1].pod",
+     "write it with colons, 'C0:FE:00:00:00:02'"),
     ('team = "home"', 'taem = "home"', 10, "players[0].taem", "did you mean 'team'?"),
     ("[escalation]\nthreshold", "[escalation]\nthreshhold", 38, "escalation.threshhold",
      "did you mean 'threshold'?"),
