@@ -5,22 +5,32 @@ into the bundle: they go into an engine cache keyed by TensorRT version, GPU nam
 variant's sha256, and are rebuilt on a new box or after an upgrade. A failed build says why
 and leaves the bundle as it was: the box then runs the ONNX files with onnxruntime.
 
-* FP32 / FP16 variants: built from the FP32 file (FP16 with ``BuilderFlag.FP16``: TensorRT
-  chooses FP16 kernels itself and keeps the LSTM where it is precise).
+TensorRT 10 (JetPack 6) types networks weakly: builder flags let it pick reduced precision.
+
+* FP32 / FP16: built from the FP32 file (FP16 with ``BuilderFlag.FP16``: TensorRT chooses FP16
+  kernels itself and keeps the LSTM where it is precise).
 * INT8: built from the explicit Q/DQ file (``model_int8_qdq.onnx``) with ``BuilderFlag.INT8``
   and ``FP16``; the Q/DQ scales in the file are used, no TensorRT calibrator runs.
 
-One optimization profile per engine: batch 1 (min), half the squad (opt), the squad (max).
+TensorRT 11 removed weak typing (``BuilderFlag.FP16`` / ``INT8`` are gone; every network is
+strongly typed), so there each engine takes its precision from the file it is built from:
 
-NOTE: written against the documented TensorRT 10 API and not run in this repository's CI (no
-GPU, no tensorrt package); tests are marked ``tensorrt`` and skip where it does not import.
+* FP32 from the FP32 file; FP16 from the bundle's FP16 file (``model_fp16.onnx``: float16
+  weights and activations, float32 inputs, outputs and LSTMs, the mixed precision TensorRT 11's
+  migration guide makes with ModelOpt AutoCast); INT8 from the Q/DQ file, float32 elsewhere.
+
+`engine_plan` is that choice. One optimization profile per engine: batch 1 (min), half the
+squad (opt), the squad (max).
+
+NOTE: written against the documented TensorRT 10 and 11 Python APIs and not run in this
+repository's CI (no GPU, no tensorrt package); the real build test is marked ``tensorrt`` and
+skips where it does not import.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,15 +38,43 @@ from typing import Any
 from fusion_edge.errors import TENSORRT_HOW, BackendError, ConfigError, MissingDependencyError
 from fusion_edge.file_access import probe_writable
 from fusion_edge.runtime.bundle import verify_bundle
+from fusion_edge.runtime.engine_cache import default_cache_dir, engine_cache_key
 
-__all__ = ["default_cache_dir", "engine_cache_key", "build_engine", "build_engines", "ENGINE_PLANS"]
+__all__ = [
+    "default_cache_dir",
+    "engine_cache_key",
+    "engine_plan",
+    "build_engine",
+    "build_engines",
+    "ENGINE_PLANS",
+    "STRONGLY_TYPED_PLANS",
+]
 
-# precision -> (variant whose ONNX file the engine is built from, builder flags)
+# precision -> (variant whose ONNX file the engine is built from, builder flags): TensorRT 10.
 ENGINE_PLANS: dict[str, tuple[str, tuple[str, ...]]] = {
     "fp32": ("fp32", ()),
     "fp16": ("fp32", ("FP16",)),
     "int8": ("int8_qdq_tensorrt", ("INT8", "FP16")),
 }
+# The same for TensorRT 11 and later: strongly typed, so the file carries the precision.
+STRONGLY_TYPED_PLANS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "fp32": ("fp32", ()),
+    "fp16": ("fp16", ()),
+    "int8": ("int8_qdq_tensorrt", ()),
+}
+
+
+def engine_plan(precision: str, trt_version: str) -> tuple[str, tuple[str, ...], bool]:
+    """``(source variant, builder flags, strongly typed)`` for an engine of ``precision``."""
+    try:
+        major = int(str(trt_version).split(".")[0])
+    except ValueError:
+        major = 10
+    if major >= 11:
+        source, flags = STRONGLY_TYPED_PLANS[precision]
+        return source, flags, True
+    source, flags = ENGINE_PLANS[precision]
+    return source, flags, False
 
 
 def _trt() -> Any:
@@ -45,12 +83,6 @@ def _trt() -> Any:
     except ImportError:
         raise MissingDependencyError("tensorrt", "gpu", "Building TensorRT engines", TENSORRT_HOW) from None
     return trt
-
-
-def default_cache_dir() -> Path:
-    """``$FUSION_EDGE_ENGINE_CACHE`` or ``~/.cache/fusion-edge/engines``."""
-    env = os.environ.get("FUSION_EDGE_ENGINE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "fusion-edge" / "engines"
 
 
 def _gpu_name() -> str:
@@ -64,14 +96,6 @@ def _gpu_name() -> str:
     return os.environ.get("FUSION_EDGE_GPU_NAME", "unknown-gpu")
 
 
-def engine_cache_key(
-    trt_version: str, gpu_name: str, variant_sha256: str, precision: str, max_batch: int
-) -> str:
-    """File name of an engine in the cache: everything that makes an engine invalid is in it."""
-    gpu = re.sub(r"[^A-Za-z0-9]+", "-", gpu_name).strip("-").lower()
-    return f"trt{trt_version}_{gpu}_{variant_sha256[:16]}_{precision}_b{max_batch}.engine"
-
-
 def build_engine(
     onnx_path: str | Path,
     engine_path: str | Path,
@@ -79,6 +103,7 @@ def build_engine(
     input_shapes: Mapping[str, tuple[int, int]],
     max_batch: int,
     flags: tuple[str, ...] = (),
+    strongly_typed: bool = False,
     workspace_bytes: int = 1 << 30,
 ) -> Path:
     """Parse ``onnx_path`` and serialize an engine to ``engine_path``.
@@ -88,7 +113,9 @@ def build_engine(
         engine_path: Where to write the serialized engine (written atomically).
         input_shapes: Input name -> (channels, samples), for the optimization profile.
         max_batch: Largest batch (the kit's player count).
-        flags: ``BuilderFlag`` names, e.g. ``("FP16",)`` or ``("INT8", "FP16")``.
+        flags: ``BuilderFlag`` names, e.g. ``("FP16",)`` or ``("INT8", "FP16")`` (TensorRT 10).
+        strongly_typed: Build a strongly typed network (TensorRT 11 builds nothing else; the
+            creation flag is passed where this TensorRT still has it).
         workspace_bytes: Builder workspace memory pool limit.
 
     Raises:
@@ -98,8 +125,12 @@ def build_engine(
     trt = _trt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    # TensorRT 10: networks are always explicit-batch; the flag is gone (0 = default).
-    network = builder.create_network(0)
+    # TensorRT 10+: networks are always explicit-batch (0 = default); strongly typed on request.
+    creation = 0
+    typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None) if strongly_typed else None
+    if typed is not None:
+        creation |= 1 << int(typed)
+    network = builder.create_network(creation)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -110,7 +141,14 @@ def build_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     for flag in flags:
-        config.set_flag(getattr(trt.BuilderFlag, flag))
+        value = getattr(trt.BuilderFlag, flag, None)
+        if value is None:
+            raise BackendError(
+                f"TensorRT {trt.__version__} has no builder flag {flag} (TensorRT 11 removed the "
+                "precision flags); build with 'fusion-edge engine build', which picks the plan for "
+                "this TensorRT, and the bundle still runs with onnxruntime"
+            )
+        config.set_flag(value)
     profile = builder.create_optimization_profile()
     opt = max(1, max_batch // 2)
     for i in range(network.num_inputs):
@@ -186,11 +224,17 @@ def build_engines(
     cache = _writable_cache(Path(cache_dir) if cache_dir else default_cache_dir())
     gpu = _gpu_name()
     for precision in precisions:
-        source, flags = ENGINE_PLANS[precision]
+        source, flags, strongly_typed = engine_plan(precision, trt.__version__)
         row: dict[str, Any] = {"variant": f"engine_{precision}", "precision": precision}
         var = variants.get(source)
         if var is None:
-            row["status"] = f"skipped: the bundle has no '{source}' variant to build from"
+            why = f"skipped: the bundle has no '{source}' variant to build from"
+            if strongly_typed and source != "fp32":
+                why += (
+                    f" (TensorRT {trt.__version__} takes the precision from the file); re-export "
+                    f"with --precision including {precision}"
+                )
+            row["status"] = why
             rows.append(row)
             continue
         path = cache / engine_cache_key(trt.__version__, gpu, var["sha256"], precision, max_batch)
@@ -204,8 +248,11 @@ def build_engines(
                     input_shapes=shapes,
                     max_batch=max_batch,
                     flags=flags,
+                    strongly_typed=strongly_typed,
                 )
                 row["status"] = "ok"
+            if row["status"] == "ok" or not path.with_suffix(".json").is_file():
+                # The runtime finds engines by this description (runtime.engine_cache).
                 path.with_suffix(".json").write_text(
                     json.dumps(
                         {
@@ -213,6 +260,7 @@ def build_engines(
                             "variant": source,
                             "precision": precision,
                             "tensorrt": trt.__version__,
+                            "strongly_typed": strongly_typed,
                             "gpu": gpu,
                             "max_batch": max_batch,
                             "sha256": var["sha256"],

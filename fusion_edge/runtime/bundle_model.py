@@ -16,6 +16,7 @@ import numpy as np
 from fusion_edge.errors import BundleError
 from fusion_edge.runtime.backends import BackendKind, BackendSpec
 from fusion_edge.runtime.bundle import read_manifest, verify_bundle
+from fusion_edge.runtime.engine_cache import find_engines, installed_tensorrt
 from fusion_edge.runtime.fallback import BackendChain, Escalator
 
 __all__ = ["BundleModel", "Inference", "backend_specs", "full_model_specs", "ESCALATION_BACKENDS"]
@@ -29,11 +30,15 @@ def _usable(var: Mapping[str, Any]) -> bool:
     return var.get("status", "ok") == "ok" and var.get("format", "onnx") == "onnx"
 
 
-def backend_specs(manifest: Mapping[str, Any], root: Path, preference: Sequence[str]) -> list[BackendSpec]:
+def backend_specs(
+    manifest: Mapping[str, Any], root: Path, preference: Sequence[str], engine_cache: str | Path | None = None
+) -> list[BackendSpec]:
     """The chain for the compressed model: each preferred backend with its best variant.
 
     onnxruntime on CPU takes the INT8 CPU variant, then FP32; onnxruntime on CUDA and TensorRT
-    take FP16, then FP32; a TensorRT engine is used when ``fusion-edge engine build`` left one.
+    take FP16, then FP32; a TensorRT engine is used when ``fusion-edge engine build`` left one:
+    in the bundle's ``engines/`` folder, or in the engine cache (``engine_cache``, by default
+    `engine_cache.default_cache_dir`) built from one of this bundle's files.
     """
     variants = [v for v in manifest["variants"] if _usable(v)]
     by_target: dict[str, list[dict]] = {}
@@ -55,7 +60,11 @@ def backend_specs(manifest: Mapping[str, Any], root: Path, preference: Sequence[
             chosen = [v for v in variants if v["precision"] == "fp16"] + fp32
         elif kind == BackendKind.TENSORRT:
             engines = sorted((root / "engines").glob("*.engine")) if (root / "engines").is_dir() else []
-            specs += [BackendSpec(kind, e, "int8" if "int8" in e.name else "fp16") for e in engines[:1]]
+            if engines:
+                specs.append(BackendSpec(kind, engines[0], "int8" if "int8" in engines[0].name else "fp16"))
+            else:
+                cached = find_engines(manifest, engine_cache, installed_tensorrt())
+                specs += [BackendSpec(kind, e.path, e.precision) for e in cached[:1]]
             continue
         else:
             continue  # torch backends serve the full model, not the compressed one
@@ -146,6 +155,7 @@ class BundleModel:
         timeout_s: float = 2.0,
         verify: bool = True,
         escalation_backend: str | None = None,
+        engine_cache: str | Path | None = None,
     ) -> None:
         self.root = Path(bundle)
         self.manifest = verify_bundle(self.root) if verify else read_manifest(self.root)
@@ -156,7 +166,7 @@ class BundleModel:
             k: np.maximum(np.asarray(v["std"], np.float32), 1e-3)[None, :, None] for k, v in m["normalization"].items()
         }
         self.tasks = m["tasks"]
-        specs = backend_specs(m, self.root, preference)
+        specs = backend_specs(m, self.root, preference, engine_cache)
         if not specs:
             raise BundleError(
                 f"{self.root}: none of the preferred backends {list(preference)} has a variant in "
