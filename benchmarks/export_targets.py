@@ -144,7 +144,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path)
     ap.add_argument("--prune", type=float, default=0.6, help="pruning ratio of the pruned row")
     ap.add_argument("--prune-round-to", type=int, default=8, help="pruned widths: multiples of this")
-    ap.add_argument("--fine-tune-epochs", type=int, default=30)
+    ap.add_argument("--fine-tune-epochs", type=int, default=60)
     ap.add_argument("--fine-tune-lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads, ORT and PyTorch")
     ap.add_argument("--warmup", type=int, default=30)

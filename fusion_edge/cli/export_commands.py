@@ -90,7 +90,7 @@ def export_command(
         0.6, "--escalation-threshold", help="Escalate to FP32 under this probability."
     ),
     fine_tune_epochs: int = typer.Option(
-        30, "--fine-tune-epochs", help="Recovery epochs after pruning."
+        60, "--fine-tune-epochs", help="Recovery epochs after pruning."
     ),
     fine_tune_lr: float = typer.Option(
         1e-3, "--fine-tune-lr", help="Learning rate of the recovery fine-tune."

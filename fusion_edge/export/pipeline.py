@@ -103,8 +103,9 @@ class ExportConfig:
         calibration_windows: Training windows used to calibrate INT8.
         stratify_by: Tasks / groups the calibration sample is stratified by.
         escalation_threshold: Top-class probability under which the box escalates to FP32.
-        fine_tune_epochs: Epochs of recovery training after pruning (30: on the benchmark model
-            3 epochs left a 60% prune 9 action points short; 30 recovered them, docs/export.md).
+        fine_tune_epochs: Epochs of recovery training after pruning (60: on the benchmark model
+            3 epochs left a 60% prune 9 action points short; 30 recovered them on one host and
+            left 1.5-2.6 tactic points on another, where 60 recovered them, docs/export.md).
         fine_tune_lr: Adam learning rate of that fine-tune (1e-3 recovered pruned models in
             every benchmark run; 2e-4 left them 13 points short).
         hop_seconds: How often the box scores each player (the manifest's hop; the training
@@ -139,7 +140,7 @@ class ExportConfig:
     calibration_windows: int = 256
     stratify_by: tuple[str, ...] = ("action", "session")
     escalation_threshold: float = 0.6
-    fine_tune_epochs: int = 30
+    fine_tune_epochs: int = 60
     fine_tune_lr: float = 1e-3
     hop_seconds: float = 1.0
     latency_runs: int = 30
