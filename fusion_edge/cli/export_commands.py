@@ -218,6 +218,15 @@ def engine_build(
             )
         if not any(r["status"] in ("ok", "cached") for r in rows):
             raise BackendError("no engine was built; the bundle still runs with onnxruntime")
+        from fusion_edge.runtime.engine_cache import default_cache_dir
+
+        if cache is not None and cache.resolve() != default_cache_dir().resolve():
+            # run finds engines in the default cache only: say how to point it at this one.
+            console.print(
+                f"note: 'fusion-edge run' looks for engines in {default_cache_dir()}; run it with "
+                f"FUSION_EDGE_ENGINE_CACHE={cache} to use these",
+                markup=False,
+            )
 
 
 def register(app: typer.Typer) -> None:

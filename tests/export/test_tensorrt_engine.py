@@ -171,3 +171,24 @@ def test_the_runtime_finds_the_engines_the_build_left_in_the_cache(
     specs = backend_specs(read_manifest(tiny_bundle.bundle), Path(tiny_bundle.bundle), ["tensorrt"], tmp_path)
     int8 = next(r for r in rows if r["precision"] == "int8")
     assert [(s.kind, str(s.file), s.precision) for s in specs] == [(BackendKind.TENSORRT, int8["file"], "int8")]
+
+
+def test_engine_build_into_another_cache_tells_run_how_to_find_it(
+    tiny_bundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import fusion_edge.export.tensorrt as trt_mod
+    from fusion_edge.cli.app import app
+    from fusion_edge.runtime.bundle import read_manifest
+    from fusion_edge.runtime.bundle_model import backend_specs
+
+    monkeypatch.setattr(trt_mod, "_trt", lambda: _StandInTensorRt)
+    monkeypatch.delenv("FUSION_EDGE_ENGINE_CACHE", raising=False)
+    cache = tmp_path / "engines"
+    res = CliRunner().invoke(app, ["engine", "build", str(tiny_bundle.bundle), "--cache", str(cache)])
+    assert res.exit_code == 0, res.output
+    assert f"FUSION_EDGE_ENGINE_CACHE={cache}" in "".join(res.output.split())  # however rich wraps it
+    monkeypatch.setenv("FUSION_EDGE_ENGINE_CACHE", str(cache))
+    specs = backend_specs(read_manifest(tiny_bundle.bundle), Path(tiny_bundle.bundle), ["tensorrt"])
+    assert [s.precision for s in specs] == ["int8"] and specs[0].file.parent == cache
