@@ -26,6 +26,8 @@ def _fmt(v: Any) -> str:
 
 def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
     """The export report as a rich table (one row per variant; `export` prints it)."""
+    from fusion_edge.export.bundle import speedup_cell  # torch, via the model: only when exporting
+
     heads = sorted({k for r in rows for k in r.get("headline", {})})
     table = Table(title="Export (accuracy: class heads; relative error: regression heads)")
     for col in (
@@ -35,8 +37,8 @@ def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
         *heads,
         "ms @1",
         f"ms @{squad}",
-        "x fp32 ort",
-        "x torch",
+        f"x fp32 ort @1 / @{squad}",
+        f"x torch @1 / @{squad}",
         "delta fp32",
     ):
         table.add_column(col, overflow="fold")
@@ -51,8 +53,8 @@ def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
             *[_fmt(r.get("headline", {}).get(h)) for h in heads],
             _fmt(lat.get("batch_1")),
             _fmt(lat.get(f"batch_{squad}")),
-            _fmt(r.get("speedup_vs_fp32_ort")),
-            _fmt(r.get("speedup_vs_torch")),
+            speedup_cell(r, "vs_fp32_ort", squad),
+            speedup_cell(r, "vs_torch", squad),
             ", ".join(f"{k} {v:+.3f}" for k, v in delta.items()) or "-",
         )
     return table

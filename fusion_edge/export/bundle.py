@@ -16,7 +16,7 @@ from fusion_edge import __version__
 from fusion_edge.toolkit.checkpoint import RunInfo
 from fusion_edge.toolkit.model import ModelConfig
 
-__all__ = ["build_manifest", "onnx_metadata", "write_report"]
+__all__ = ["build_manifest", "onnx_metadata", "speedup_cell", "write_report"]
 
 
 def _inputs(info: RunInfo, hop_seconds: float) -> list[dict[str, Any]]:
@@ -124,8 +124,8 @@ def write_report(folder: Path, rows: Sequence[Mapping[str, Any]], extra: Mapping
         *heads,
         "ms @1",
         f"ms @{squad}",
-        "x vs fp32 ort",
-        "x vs torch",
+        f"x vs fp32 ort @1 / @{squad}",
+        f"x vs torch @1 / @{squad}",
         "delta prev",
         "delta fp32",
     ]
@@ -139,14 +139,23 @@ def write_report(folder: Path, rows: Sequence[Mapping[str, Any]], extra: Mapping
             *[_fmt(r.get("headline", {}).get(h)) for h in heads],
             _fmt(lat.get("batch_1")),
             _fmt(lat.get(f"batch_{squad}")),
-            _fmt(r.get("speedup_vs_fp32_ort")),
-            _fmt(r.get("speedup_vs_torch")),
+            speedup_cell(r, "vs_fp32_ort", squad),
+            speedup_cell(r, "vs_torch", squad),
             _deltas(r.get("delta_prev")),
             _deltas(r.get("delta_fp32")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {n}" for n in extra.get("notes", [])]
     (folder / "report.md").write_text("\n".join(["# Export report", "", *lines, "", *notes, ""]))
+
+
+def speedup_cell(row: Mapping[str, Any], against: str, squad: int) -> str:
+    """``"4.46 / 1.64"``: a row's speedup ``against`` (``vs_fp32_ort`` / ``vs_torch``) at batch 1
+    and at the squad size; a report written before batch 1 was kept gives the squad's alone."""
+    by_batch = row.get("speedups") or {}
+    if not by_batch:
+        return _fmt(row.get(f"speedup_{against}"))
+    return " / ".join(_fmt((by_batch.get(f"batch_{b}") or {}).get(against)) for b in (1, squad))
 
 
 def _size(n: Any) -> str:

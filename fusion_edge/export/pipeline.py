@@ -704,8 +704,18 @@ def _relate(
         lat, h = r.get("latency_ms") or {}, r.get("headline") or {}
         key = max(lat, key=lambda k: int(k.split("_")[1])) if lat else None
         if key:
+            # The squad size's ratios under the old keys; every batch's (batch 1 is what the
+            # issue's targets name) under "speedups".
             r["speedup_vs_fp32_ort"] = fp32_row["latency_ms"][key] / lat[key]
             r["speedup_vs_torch"] = torch_row["latency_ms"][key] / lat[key]
+            r["speedups"] = {
+                k: {
+                    "vs_fp32_ort": fp32_row["latency_ms"][k] / lat[k],
+                    "vs_torch": torch_row["latency_ms"][k] / lat[k],
+                }
+                for k in lat
+                if k in fp32_row["latency_ms"] and k in torch_row["latency_ms"] and lat[k]
+            }
         if prev is not None and h:
             r["delta_prev"] = {k: h[k] - prev[k] for k in h if k in prev}
         if h and r["variant"] not in ("pytorch",):

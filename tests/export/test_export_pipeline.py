@@ -90,8 +90,18 @@ def test_report_files_hold_the_table(tiny_bundle) -> None:
     fp16 = next(r for r in report["rows"] if r["variant"] == "fp16")
     assert set(fp16["delta_fp32"]) == {"action", "quality"}
     assert "speedup_vs_torch" in fp16 and "speedup_vs_fp32_ort" in fp16
+    # Speedups at batch 1 (what the targets name) as well as at the squad size.
+    fp32 = next(r for r in report["rows"] if r["variant"] == "fp32")
+    torch_row = report["rows"][0]
+    for batch in ("batch_1", "batch_5"):
+        want = torch_row["latency_ms"][batch] / fp32["latency_ms"][batch]
+        assert fp32["speedups"][batch]["vs_torch"] == pytest.approx(want)
+        assert fp32["speedups"][batch]["vs_fp32_ort"] == pytest.approx(1.0)
+    assert fp32["speedups"]["batch_5"]["vs_torch"] == pytest.approx(fp32["speedup_vs_torch"])
     md = (tiny_bundle.bundle / "report.md").read_text()
-    assert "| int8_cpu |" in md and "ms @5" in md
+    assert "| int8_cpu |" in md and "ms @5" in md and "x vs torch @1 / @5" in md
+    cell = f"{fp32['speedups']['batch_1']['vs_torch']:.3g} / {fp32['speedups']['batch_5']['vs_torch']:.3g}"
+    assert f"| {cell} |" in next(line for line in md.splitlines() if line.startswith("| fp32 |"))
 
 
 def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
