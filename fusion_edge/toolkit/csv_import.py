@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,9 @@ def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list
     if not path.is_file():
         raise DatasetError(f"{path} not found. Check the path of the CSV recording")
     with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
-        reader = csv.reader(f)
+        first = f.readline()
+        f.seek(0)
+        reader = csv.reader(f, delimiter=_delimiter(first))
         header = [h.strip() for h in next(reader, [])]
         if not header:
             raise DatasetError(f"{path} is empty: expected a header row and one row per sample")
@@ -97,13 +100,49 @@ def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list
     return out
 
 
-def _numbers(cells: list[str]) -> np.ndarray:
+def _delimiter(header_line: str) -> str:
+    """``,`` unless the header has none and uses ``;`` (Excel in locales with a decimal comma)
+    or a tab (a spreadsheet's "text, tab-separated" export)."""
+    if "," in header_line:
+        return ","
+    return next((d for d in (";", "\t") if d in header_line), ",")
+
+
+#: Cells that mean "no sample" (as an empty cell does): what R, pandas and loggers write.
+_MISSING = {"", "na", "n/a", "nan", "null", "none"}
+
+
+def _decimal_comma(path: Path) -> bool:
+    """Whether a CSV's cells are not separated by commas, so ``1,25`` can only mean 1.25."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        return _delimiter(f.readline()) != ","
+
+
+def _numbers(
+    cells: list[str], path: Path | None = None, column: str = "", decimal_comma: bool = False
+) -> np.ndarray:
+    """Floats of a column's cells; empty (or NA-like) cells are NaN, a missing sample.
+    With ``decimal_comma`` (a ``;``- or tab-separated file), ``1,25`` reads as 1.25.
+
+    Raises:
+        DatasetError: A cell holds text that is no number (a unit, a typo, a decimal comma):
+            the message names its line and column. Such a cell is not a missing sample, and
+            dropping the windows around it would lose good data without a word.
+    """
     out = np.full(len(cells), np.nan)
     for i, cell in enumerate(cells):
         try:
-            out[i] = float(cell)
+            out[i] = float(cell.replace(",", ".", 1) if decimal_comma else cell)
         except ValueError:
-            pass  # empty or text: a missing sample, handled by the caller
+            if cell.lower() in _MISSING:
+                continue
+            hint = (
+                "; write decimals with a point (1.25), or export the CSV with ',' between cells "
+                "and '.' in numbers"
+                if re.fullmatch(r"[+-]?\d+,\d+", cell) else "; fix the cell or leave it empty"
+            )
+            where = f"{path}:{i + 2}" if path is not None else f"row {i + 2}"
+            raise DatasetError(f"{where}: {cell!r} in column {column!r} is not a number{hint}") from None
     return out
 
 
@@ -218,12 +257,13 @@ def import_csv(
     wanted = [*channels, *label_columns.values()]
     wanted += [c for c in (time_column, player_column) if c is not None]
     cols = read_csv_columns(csv_path, list(dict.fromkeys(wanted)))
+    comma = _decimal_comma(csv_path)
     n = len(cols[channels[0]]) if channels else 0
 
     players = np.array(cols[player_column] if player_column else [player] * n, dtype=str)
     time_s = None
     if time_column is not None:
-        time_s = _numbers(cols[time_column]) * _TIME_UNITS[time_unit]
+        time_s = _numbers(cols[time_column], csv_path, time_column, comma) * _TIME_UNITS[time_unit]
         steps = [np.diff(time_s[players == pid]) for pid in dict.fromkeys(players.tolist())]
         steps_all = np.concatenate(steps) if steps else np.empty(0)
         if np.isnan(time_s).any() or (steps_all <= 0).any():
@@ -251,7 +291,7 @@ def import_csv(
         cells = cols[column]
         if task in regression:
             tasks.append(TaskSpec(task, "regression", value_range=regression[task]))
-            per_sample[task] = _numbers(cells)
+            per_sample[task] = _numbers(cells, csv_path, column, comma)
             continue
         names = names_given.get(task) or tuple(sorted({c for c in cells if c}))
         if not names:
@@ -280,7 +320,7 @@ def import_csv(
                 "label_columns": label_columns, "min_labeled_fraction": min_labeled_fraction},
         description=description,
     )
-    signal = np.stack([_numbers(cols[c]) for c in channels], axis=1) if n else \
+    signal = np.stack([_numbers(cols[c], csv_path, c, comma) for c in channels], axis=1) if n else \
         np.empty((0, len(channels)))
     session_id = session if session is not None else csv_path.stem
     dropped = gaps = 0

@@ -194,3 +194,53 @@ def test_docs_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     _, run = train_run("squad-dataset", "runs/belt", config=TrainConfig(epochs=1, device="cpu"),
                        show_progress=False)
     assert run is not None and (run / "model.safetensors").is_file()
+
+
+def test_a_text_cell_in_a_signal_column_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    """It used to become a missing sample: the windows around a typo were dropped silently."""
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    lines = csv_path.read_text().splitlines(keepends=True)
+    cells = lines[40].split(",")
+    cells[3] = "9.81g"  # column 'ay', data row 40 (file line 41)
+    lines[40] = ",".join(cells)
+    quoted = lines.copy()
+    cells[3] = '"9,81"'  # a decimal comma in a comma-separated file
+    quoted[40] = ",".join(cells)
+    kw = dict(channels=CHANNELS, sample_rate_hz=52, window_seconds=2.0, hop_seconds=1.0, player="p1")
+    csv_path.write_text("".join(lines))
+    with pytest.raises(DatasetError, match=re.escape(f"{csv_path}:41: '9.81g' in column 'ay' is not a number")):
+        import_csv(csv_path, tmp_path / "a", **kw)
+    csv_path.write_text("".join(quoted))
+    with pytest.raises(DatasetError, match="'9,81' in column 'ay' is not a number; write decimals with a point"):
+        import_csv(csv_path, tmp_path / "b", **kw)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_na_cells_are_missing_samples_like_empty_ones(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path, blank_row=100)
+    csv_path.write_text(csv_path.read_text().replace(",,", ",NA,", 1))
+    result = import_csv(csv_path, tmp_path / "ds", channels=CHANNELS, sample_rate_hz=52,
+                        window_seconds=2.0, hop_seconds=1.0, player="p1")
+    assert (result.dropped_nan_windows, result.num_windows) == (2, 27)
+
+
+def test_a_semicolon_csv_with_decimal_commas_reads_as_the_comma_one(tmp_path: Path) -> None:
+    """Excel in locales with a decimal comma separates cells with ';'."""
+    plain = tmp_path / "belt.csv"
+    write_belt_csv(plain)
+    text = plain.read_text()
+    rows = [line.split(",") for line in text.splitlines()]
+    europe = tmp_path / "belt-de.csv"
+    europe.write_text("\n".join(";".join(cell.replace(".", ",") for cell in row) for row in rows) + "\n")
+    assert "0,5" in europe.read_text()
+    kw = dict(channels=CHANNELS, time_column="t", window_seconds=2.0, hop_seconds=1.0, player="p1",
+              label_columns={"phase": "phase", "speed": "speed"}, label_names={"phase": LABELS},
+              regression={"speed": (0.0, 20.0)})
+    a = import_csv(plain, tmp_path / "a", **kw)
+    b = import_csv(europe, tmp_path / "b", **kw)
+    assert (a.num_windows, a.sample_rate_hz) == (b.num_windows, b.sample_rate_hz) == (29, 52.0)
+    da, db = Dataset.open(tmp_path / "a"), Dataset.open(tmp_path / "b")
+    np.testing.assert_array_equal(da.inputs["imu"], db.inputs["imu"])
+    np.testing.assert_array_equal(da.targets["speed"], db.targets["speed"])
