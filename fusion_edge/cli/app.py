@@ -42,6 +42,9 @@ run_commands.register(app)
 from fusion_edge.cli import export_commands  # noqa: E402
 
 export_commands.register(app)
+from fusion_edge.cli import dataset_commands  # noqa: E402
+
+dataset_commands.register(app)
 from fusion_edge.cli import bridge_commands  # noqa: E402
 
 bridge_commands.register(app)

@@ -176,6 +176,22 @@ def test_docs_worked_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     np.testing.assert_array_equal(belt2.targets["phase"][:before_gap],
                                   belt.targets["phase"][:before_gap])
     assert len(Dataset.open("tiny")) == 4
+    # The page's command line writes what its import_csv call wrote.
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from fusion_edge.cli.app import app
+
+    shell = re.search(r"```bash\n(fusion-edge dataset import .*?)\n(fusion-edge dataset info .*?)\n", text, flags=re.S)
+    for command in shell.groups():
+        argv = shlex.split(command.replace("\\\n", " "), comments=True)
+        res = CliRunner().invoke(app, argv[1:])
+        assert res.exit_code == 0, res.output
+    cli = Dataset.open("belt-dataset-cli")
+    np.testing.assert_array_equal(cli.inputs["belt"], belt.inputs["belt"])
+    np.testing.assert_array_equal(cli.targets["phase"], belt.targets["phase"])
+    np.testing.assert_array_equal(cli.targets["effort"], belt.targets["effort"])
     # The page's last step: the squad dataset is what `fusion-edge train` accepts (three
     # players for the grouped split; 4 s at 52 Hz = 208 samples, which once failed to build).
     assert "621 {'amira': 207, 'ben': 207, 'chloe': 207}" in printed

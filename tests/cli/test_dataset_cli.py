@@ -1,0 +1,112 @@
+"""`fusion-edge dataset import|info`: a user's CSV recording from the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fusion_edge.cli.app import app
+from fusion_edge.toolkit.csv_import import import_csv
+from fusion_edge.toolkit.dataset import Dataset
+
+runner = CliRunner()
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def belt_csv(path: Path, seconds: int = 60) -> Path:
+    """A 52 Hz belt logged in ms: heart rate, accelerometer, a phase label and an RPE score."""
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["time_ms", "hr", "acc_x", "acc_y", "acc_z", "phase", "rpe"])
+        for i in range(52 * seconds):
+            phase = "warmup" if i < 52 * 20 else "drill" if i < 52 * 45 else "rest"
+            out.writerow([round(i * 1000 / 52), f"{90 + i * 0.01:.2f}", f"{math.sin(i / 5):.4f}",
+                          f"{math.cos(i / 7):.4f}", "9.81", phase, 3 + i // 520])
+    return path
+
+
+OPTIONS = {
+    "--channels": "hr,acc_x,acc_y,acc_z", "--units": "bpm,m/s^2,m/s^2,m/s^2", "--time-column": "time_ms",
+    "--time-unit": "ms", "--window": "4", "--hop": "2", "--label": "phase",
+    "--label-names": "phase=warmup,drill,rest", "--regression": "effort=rpe:0:10", "--player": "amira",
+    "--modality": "belt",
+}
+
+
+def args(**changed: str) -> list[str]:
+    """The options above, with ``changed`` ones replaced (``label_names="..."`` for --label-names)."""
+    opts = {**OPTIONS, **{"--" + k.replace("_", "-"): v for k, v in changed.items()}}
+    return [x for kv in opts.items() for x in kv]
+
+
+ARGS = args()
+
+
+def test_import_writes_what_import_csv_writes_and_says_what_to_run_next(tmp_path: Path) -> None:
+    src = belt_csv(tmp_path / "belt.csv")
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "cli"), *ARGS])
+    assert res.exit_code == 0, res.output
+    text = flat(res.output)
+    assert "wrote 29 windows of 4 s (208 samples at 52 Hz) from 1 player(s)" in text
+    assert "warmup 10, drill 12, rest 7" in text and "fusion-edge train --data" in text
+    import_csv(src, tmp_path / "api", channels=["hr", "acc_x", "acc_y", "acc_z"],
+               units=["bpm", "m/s^2", "m/s^2", "m/s^2"], time_column="time_ms", time_unit="ms",
+               window_seconds=4.0, hop_seconds=2.0, label_columns={"phase": "phase", "effort": "rpe"},
+               label_names={"phase": ["warmup", "drill", "rest"]}, regression={"effort": (0.0, 10.0)},
+               player="amira", modality_name="belt")
+    a, b = Dataset.open(tmp_path / "cli"), Dataset.open(tmp_path / "api")
+    assert a.spec.modalities == b.spec.modalities and a.spec.tasks == b.spec.tasks
+    np.testing.assert_array_equal(a.inputs["belt"], b.inputs["belt"])
+    for task in ("phase", "effort"):
+        np.testing.assert_array_equal(a.targets[task], b.targets[task])
+
+
+def test_info_prints_the_streams_and_labels_and_json(tmp_path: Path) -> None:
+    src = belt_csv(tmp_path / "belt.csv")
+    assert runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"), *ARGS]).exit_code == 0
+    res = runner.invoke(app, ["dataset", "info", str(tmp_path / "ds")])
+    assert res.exit_code == 0, res.output
+    text = flat(res.output)
+    assert "29 windows of 4 s every 2 s; 1 player(s), 1 session(s)" in text
+    assert "hr, acc_x, acc_y, acc_z" in text and "29 values, 3 to 8" in text
+    res = runner.invoke(app, ["dataset", "info", str(tmp_path / "ds"), "--json"])
+    assert json.loads(res.output)["tasks"]["phase"]["counts"] == {"warmup": 10, "drill": 12, "rest": 7}
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"regression": "effort=rpe:0"}, "give TASK[=COLUMN][:LOW:HIGH]"),
+        ({"regression": "effort=rpe:ten:0"}, "LOW and HIGH must be numbers"),
+        ({"regression": "effort=rpe:10:0"}, "LOW (10) must be below HIGH (0)"),
+        ({"regression": "phase:0:10"}, "task 'phase' is given twice"),
+        ({"units": "bpm,g"}, "--units gives 2 unit(s) for 4 channel(s)"),
+        ({"label_names": "phase"}, "give TASK=NAME,NAME,..."),
+        ({"label_names": "phase=warmup,drill,warmup"}, "a label is listed twice"),
+        ({"channels": " , "}, "--channels names no column"),
+        ({"channels": "hr,acc_q", "units": "bpm,g"}, "no column(s) ['acc_q']"),
+    ],
+)
+def test_import_mistakes_get_a_clear_error_and_write_nothing(tmp_path: Path, changed: dict, message: str) -> None:
+    src = belt_csv(tmp_path / "belt.csv", seconds=10)
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"), *args(**changed)])
+    assert res.exit_code == 2, res.output
+    assert message in flat(res.output)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_import_refuses_an_out_that_is_a_file_before_reading_the_csv(tmp_path: Path) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me\n")
+    res = runner.invoke(app, ["dataset", "import", str(tmp_path / "missing.csv"), "--out", str(blocker), *ARGS])
+    assert res.exit_code == 2 and "is a file, not a folder" in flat(res.output)
+    assert blocker.read_text() == "keep me\n"
