@@ -24,12 +24,12 @@ LIGHT_PACKAGES = ("runtime", "calibration", "firmware_bridge", "scenarios")
 OPTIONAL_HEAVY = ("bleak", "bumble", "serial")
 
 # Which fusion_edge parts each light part may import (DESIGN.md: an arrow is "may import").
-# errors and file_access are the floor: standard library only, usable by every layer.
+# errors, file_access and csv_text are the floor: standard library only, usable by every layer.
 ALLOWED_PARTS = {
-    "scenarios": {"errors", "file_access", "scenarios"},
-    "firmware_bridge": {"errors", "file_access", "firmware_bridge", "scenarios"},
-    "calibration": {"errors", "file_access", "calibration", "firmware_bridge", "scenarios"},
-    "runtime": {"errors", "file_access", "runtime", "calibration", "firmware_bridge", "scenarios"},
+    "scenarios": {"errors", "file_access", "csv_text", "scenarios"},
+    "firmware_bridge": {"errors", "file_access", "csv_text", "firmware_bridge", "scenarios"},
+    "calibration": {"errors", "file_access", "csv_text", "calibration", "firmware_bridge", "scenarios"},
+    "runtime": {"errors", "file_access", "csv_text", "runtime", "calibration", "firmware_bridge", "scenarios"},
 }
 
 

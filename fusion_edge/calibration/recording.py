@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusion_edge.csv_text import file_delimiter, is_missing, number
 from fusion_edge.errors import CalibrationError
 
 __all__ = [
@@ -186,8 +187,9 @@ def read_imu_csv(path: str | Path) -> ImuRecording:
 
 
 def _read_imu_csv(path: Path) -> ImuRecording:
+    sep = file_delimiter(path)  # ';' files (Excel, decimal-comma locales) read as ',' ones
     with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel) is not part of the header
-        reader = csv.reader(f)
+        reader = csv.reader(f, delimiter=sep)
         header = next(reader, None)
         if header is None:
             raise CalibrationError(f"{path}: the file is empty; record the calibration again")
@@ -214,11 +216,11 @@ def _read_imu_csv(path: Path) -> ImuRecording:
             values = []
             for col, i in zip(wanted, index, strict=True):
                 cell = row[i].strip() if i < len(row) else ""
-                if cell == "":
+                if is_missing(cell):
                     values.append(float("nan"))
                     continue
                 try:
-                    values.append(float(cell))
+                    values.append(number(cell, decimal_comma=sep != ","))
                 except ValueError:
                     raise CalibrationError(
                         f"{path}: line {line_no}, column '{col}' holds {cell!r}, not a number; "

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from fusion_edge.csv_text import delimiter, file_delimiter, is_missing, number
 from fusion_edge.errors import DatasetError
 from fusion_edge.toolkit.dataset import (
     MISSING_CLASS,
@@ -77,7 +78,7 @@ def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list
     with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
         first = f.readline()
         f.seek(0)
-        reader = csv.reader(f, delimiter=_delimiter(first))
+        reader = csv.reader(f, delimiter=delimiter(first))
         header = [h.strip() for h in next(reader, [])]
         if not header:
             raise DatasetError(f"{path} is empty: expected a header row and one row per sample")
@@ -100,22 +101,9 @@ def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list
     return out
 
 
-def _delimiter(header_line: str) -> str:
-    """``,`` unless the header has none and uses ``;`` (Excel in locales with a decimal comma)
-    or a tab (a spreadsheet's "text, tab-separated" export)."""
-    if "," in header_line:
-        return ","
-    return next((d for d in (";", "\t") if d in header_line), ",")
-
-
-#: Cells that mean "no sample" (as an empty cell does): what R, pandas and loggers write.
-_MISSING = {"", "na", "n/a", "nan", "null", "none"}
-
-
 def _decimal_comma(path: Path) -> bool:
     """Whether a CSV's cells are not separated by commas, so ``1,25`` can only mean 1.25."""
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        return _delimiter(f.readline()) != ","
+    return file_delimiter(path) != ","
 
 
 def _numbers(
@@ -132,9 +120,9 @@ def _numbers(
     out = np.full(len(cells), np.nan)
     for i, cell in enumerate(cells):
         try:
-            out[i] = float(cell.replace(",", ".", 1) if decimal_comma else cell)
+            out[i] = number(cell, decimal_comma)
         except ValueError:
-            if cell.lower() in _MISSING:
+            if is_missing(cell):
                 continue
             hint = (
                 "; write decimals with a point (1.25), or export the CSV with ',' between cells "

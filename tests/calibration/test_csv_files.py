@@ -39,3 +39,25 @@ def test_binary_file_is_a_calibration_error(tmp_path: Path, reader) -> None:
 def test_folder_is_named_as_a_folder(tmp_path: Path, reader) -> None:
     with pytest.raises(CalibrationError, match="is a folder"):
         reader(tmp_path)
+
+
+def test_imu_csv_saved_by_excel_with_decimal_commas_reads_the_same(
+    tmp_path: Path, random_pose_recording: ImuRecording
+) -> None:
+    """Excel in decimal-comma locales writes ';' between cells and '0,981' in them."""
+    import numpy as np
+
+    plain = tmp_path / "plain.csv"
+    write_imu_csv(plain, random_pose_recording)
+    europe = tmp_path / "excel-de.csv"
+    europe.write_text("\n".join(line.replace(",", ";").replace(".", ",") for line in plain.read_text().splitlines()))
+    a, b = read_imu_csv(plain), read_imu_csv(europe)
+    np.testing.assert_array_equal(a.accel, b.accel)
+    np.testing.assert_array_equal(a.t, b.t)
+
+
+def test_clock_csv_with_semicolons_reads(tmp_path: Path) -> None:
+    path = tmp_path / "clock.csv"
+    path.write_text(CLOCK_CSV.replace(",", ";").replace("\na;", "\nC0:FE:00:00:00:01;"))
+    assert [o.host_time_ns for o in read_clock_csv(path)] == [1000, 1000002000]
+    assert {o.device for o in read_clock_csv(path)} == {"C0:FE:00:00:00:01"}
