@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -232,6 +233,14 @@ def import_csv(
             determined, or the recording yields no window.
     """
     csv_path = Path(csv_path)
+    for name, flag, value in (("window_seconds", "--window", window_seconds), ("hop_seconds", "--hop", hop_seconds)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise DatasetError(f"{name} ({flag}) must be a positive number of seconds, got {value!r}")
+    if not 0.0 < min_labeled_fraction <= 1.0:
+        raise DatasetError(
+            f"min_labeled_fraction (--min-labeled) must be in (0, 1], got {min_labeled_fraction!r}: the "
+            "share of a window's samples that must carry a label"
+        )
     label_columns = dict(label_columns or {})
     regression = dict(regression or {})
     names_given = {k: tuple(v) for k, v in (label_names or {}).items()}

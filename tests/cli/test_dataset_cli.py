@@ -94,6 +94,10 @@ def test_info_prints_the_streams_and_labels_and_json(tmp_path: Path) -> None:
         ({"label_names": "phase=warmup,drill,warmup"}, "a label is listed twice"),
         ({"channels": " , "}, "--channels names no column"),
         ({"channels": "hr,acc_q", "units": "bpm,g"}, "no column(s) ['acc_q']"),
+        ({"window": "nan"}, "window_seconds (--window) must be a positive number of seconds, got nan"),
+        ({"window": "0"}, "window_seconds (--window) must be a positive number of seconds, got 0.0"),
+        ({"hop": "-1"}, "hop_seconds (--hop) must be a positive number of seconds, got -1.0"),
+        ({"min_labeled": "2"}, "min_labeled_fraction (--min-labeled) must be in (0, 1], got 2.0"),
     ],
 )
 def test_import_mistakes_get_a_clear_error_and_write_nothing(tmp_path: Path, changed: dict, message: str) -> None:
