@@ -10,8 +10,10 @@ Rules a user can predict:
 * A window's class label is the most frequent label among its samples (ties go to the label
   listed first); its regression value is the mean. If fewer than ``min_labeled_fraction`` of a
   window's samples carry a label, the window has no label for that task (-1 / NaN).
-* An empty label cell means "no label". An empty or non-numeric signal cell makes a NaN sample;
-  windows containing one are dropped and counted (interpolate beforehand to keep them).
+* An empty label cell means "no label" (so does ``NA`` & co. in a class column whose
+  ``label_names`` are given and do not list it). An empty (or ``NA``) signal cell makes a NaN
+  sample; windows containing one are dropped and counted (interpolate beforehand to keep them).
+  Other text in a number column is an error naming its line, never a silent NaN.
 * With a time column, a jump longer than 1.5 sample periods is a gap: windows never span a gap.
 * With a player column, each player's rows are windowed separately, in file order.
 """
@@ -19,6 +21,7 @@ Rules a user can predict:
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import math
 import re
@@ -70,12 +73,35 @@ def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list
     """Read the named columns of a CSV with a header row, as strings (cells stripped).
 
     Raises:
-        DatasetError: The file is missing, empty, or lacks a column (the message lists the
-            columns it has).
+        DatasetError: The file is missing, empty (or without data rows), not UTF-8, lacks a
+            column (the message lists the columns it has) or names one twice, or a row has too
+            few cells or more non-empty cells than the header.
     """
-    path = Path(path)
+    return _read_csv(Path(path), columns)[0]
+
+
+def _read_csv(
+    path: Path, columns: Sequence[str], roles: Mapping[str, str] | None = None
+) -> tuple[dict[str, list[str]], list[int]]:
+    """`read_csv_columns`, plus the file line of each row; ``roles`` names, for the message
+    about a missing column, the argument (and option) that asked for it."""
     if not path.is_file():
         raise DatasetError(f"{path} not found. Check the path of the CSV recording")
+    try:
+        out, lines = _read_utf8_csv(path, columns, roles)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} cannot be read): save it "
+            f"as 'CSV UTF-8' (Excel: Save As), or convert it, e.g. iconv -f cp1252 -t utf-8 "
+            f"{path.name} > {path.stem}-utf8.csv") from None
+    if not lines:
+        raise DatasetError(f"{path} has a header but no data rows: expected one row per sample")
+    return out, lines
+
+
+def _read_utf8_csv(
+    path: Path, columns: Sequence[str], roles: Mapping[str, str] | None
+) -> tuple[dict[str, list[str]], list[int]]:
     with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
         first = f.readline()
         f.seek(0)
@@ -85,21 +111,41 @@ def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list
             raise DatasetError(f"{path} is empty: expected a header row and one row per sample")
         missing = [c for c in columns if c not in header]
         if missing:
+            hints = [f"Did you mean {close[0]!r} for {c!r}? "
+                     for c in missing if (close := difflib.get_close_matches(c, header, n=1))]
+            given = list(dict.fromkeys((roles or {}).get(c, "") for c in missing))
+            fix = (f"Fix the names given as {', '.join(given)}" if roles and all(given)
+                   else "Fix the column names passed to import_csv")
             raise DatasetError(
-                f"{path}: no column(s) {missing}; the header has {header}. Fix the column names "
-                f"passed to import_csv"
+                f"{path}: no column(s) {missing}; the header has {header}. {''.join(hints)}{fix}"
             )
+        for c in dict.fromkeys(columns):
+            at = [i + 1 for i, h in enumerate(header) if h == c]
+            if len(at) > 1:
+                raise DatasetError(
+                    f"{path}: column {c!r} appears {len(at)} times in the header (columns "
+                    f"{', '.join(map(str, at))}); rename them so each name says which one to read"
+                )
         index = [header.index(c) for c in columns]
         out: dict[str, list[str]] = {c: [] for c in columns}
-        for line, row in enumerate(reader, start=2):
+        lines: list[int] = []
+        for row in reader:
+            line = reader.line_num
             if not row:
                 continue
             if len(row) < len(header):
                 raise DatasetError(f"{path}:{line}: row has {len(row)} cells, the header has "
                                    f"{len(header)}. Repair or remove the row")
+            if any(cell.strip() for cell in row[len(header):]):
+                raise DatasetError(
+                    f"{path}:{line}: row has {len(row)} cells, the header has {len(header)}: a "
+                    f"cell holds an unquoted {reader.dialect.delimiter!r} (a decimal comma?), so "
+                    "the cells after it are in the wrong columns. Quote or repair the row"
+                )
+            lines.append(line)
             for c, i in zip(columns, index, strict=True):
                 out[c].append(row[i].strip())
-    return out
+    return out, lines
 
 
 def _decimal_comma(path: Path) -> bool:
@@ -108,7 +154,8 @@ def _decimal_comma(path: Path) -> bool:
 
 
 def _numbers(
-    cells: list[str], path: Path | None = None, column: str = "", decimal_comma: bool = False
+    cells: list[str], path: Path | None = None, column: str = "", decimal_comma: bool = False,
+    lines: Sequence[int] | None = None, hint: str = "; fix the cell or leave it empty",
 ) -> np.ndarray:
     """Floats of a column's cells; empty (or NA-like) cells are NaN, a missing sample.
     With ``decimal_comma`` (a ``;``- or tab-separated file), ``1,25`` reads as 1.25.
@@ -120,19 +167,30 @@ def _numbers(
     """
     out = np.full(len(cells), np.nan)
     for i, cell in enumerate(cells):
+        if is_missing(cell):
+            continue
+        line = lines[i] if lines is not None else i + 2
+        where = f"{path}:{line}" if path is not None else f"row {line}"
         try:
             out[i] = number(cell, decimal_comma)
         except ValueError:
-            if is_missing(cell):
-                continue
             hint = (
                 "; write decimals with a point (1.25), or export the CSV with ',' between cells "
                 "and '.' in numbers"
-                if re.fullmatch(r"[+-]?\d+,\d+", cell) else "; fix the cell or leave it empty"
+                if re.fullmatch(r"[+-]?\d+,\d+", cell) else hint
             )
-            where = f"{path}:{i + 2}" if path is not None else f"row {i + 2}"
             raise DatasetError(f"{where}: {cell!r} in column {column!r} is not a number{hint}") from None
+        if not math.isfinite(out[i]):  # 'inf', '-Infinity': an overflow, not a missing sample
+            raise DatasetError(f"{where}: {cell!r} in column {column!r} is not a finite number; fix "
+                               "the cell or leave it empty")
     return out
+
+
+def _is_number(cell: str, decimal_comma: bool) -> bool:
+    try:
+        return math.isfinite(number(cell, decimal_comma))
+    except ValueError:
+        return False
 
 
 def window_signal(signal: np.ndarray, window_samples: int, hop_samples: int) -> np.ndarray:
@@ -246,26 +304,57 @@ def import_csv(
     names_given = {k: tuple(v) for k, v in (label_names or {}).items()}
     for task in [*regression, *names_given]:
         if task not in label_columns:
-            raise DatasetError(f"task {task!r} has no column: add it to label_columns")
+            flag = "--label" if task in names_given else "--regression"
+            raise DatasetError(f"task {task!r} has no column: give it with {flag} (label_columns)")
     if (player is None) == (player_column is None):
-        raise DatasetError("give exactly one of player (one id for the file) or player_column")
+        raise DatasetError("give exactly one of player (--player, one id for the file) or player_column "
+                           "(--player-column, a column naming each row's player)")
     if time_unit not in _TIME_UNITS:
         raise DatasetError(f"time_unit {time_unit!r} is not known: use one of {list(_TIME_UNITS)}")
-    wanted = [*channels, *label_columns.values()]
-    wanted += [c for c in (time_column, player_column) if c is not None]
-    cols = read_csv_columns(csv_path, list(dict.fromkeys(wanted)))
+    roles: dict[str, str] = {}
+    for c in channels:
+        roles.setdefault(c, "channels (--channels)")
+    for task, c in label_columns.items():
+        roles.setdefault(c, f"task {task!r} ({'--regression' if task in regression else '--label'})")
+    if time_column is not None:
+        roles.setdefault(time_column, "time_column (--time-column)")
+    if player_column is not None:
+        roles.setdefault(player_column, "player_column (--player-column)")
+    cols, lines = _read_csv(csv_path, list(roles), roles)
     comma = _decimal_comma(csv_path)
-    n = len(cols[channels[0]]) if channels else 0
+    n = len(lines)
 
+    if player_column is not None:
+        empty = [i for i, cell in enumerate(cols[player_column]) if not cell]
+        if empty:
+            raise DatasetError(f"{csv_path}:{lines[empty[0]]}: the player cell (column {player_column!r}) "
+                               f"is empty; fill it ({len(empty)} row(s) lack a player)")
     players = np.array(cols[player_column] if player_column else [player] * n, dtype=str)
     time_s = None
+    rate_given = sample_rate_hz is not None
     if time_column is not None:
-        time_s = _numbers(cols[time_column], csv_path, time_column, comma) * _TIME_UNITS[time_unit]
-        steps = [np.diff(time_s[players == pid]) for pid in dict.fromkeys(players.tolist())]
+        raw = _numbers(cols[time_column], csv_path, time_column, comma, lines,
+                       f"; the time column must hold numbers in {time_unit} (--time-unit), e.g. seconds "
+                       "since the start or epoch milliseconds: convert clock times to numbers")
+        if np.isnan(raw).any():
+            first = int(np.flatnonzero(np.isnan(raw))[0])
+            raise DatasetError(f"{csv_path}:{lines[first]}: column {time_column!r} is empty; every row "
+                               "needs its time (fill the cell or remove the row)")
+        time_s = raw * _TIME_UNITS[time_unit]
+        cells_t = cols[time_column]
+        steps = []
+        for pid in dict.fromkeys(players.tolist()):
+            rows_p = np.flatnonzero(players == pid)
+            step = np.diff(time_s[rows_p])
+            bad = np.flatnonzero(step <= 0)
+            if bad.size:
+                i, j = rows_p[bad[0]], rows_p[bad[0] + 1]
+                raise DatasetError(
+                    f"{csv_path}:{lines[j]}: column {time_column!r} goes from {cells_t[i]} to {cells_t[j]} "
+                    f"{time_unit} (player {pid!r}); the times must increase for each player (sort "
+                    "the rows, or remove the repeated ones)")
+            steps.append(step)
         steps_all = np.concatenate(steps) if steps else np.empty(0)
-        if np.isnan(time_s).any() or (steps_all <= 0).any():
-            raise DatasetError(f"{csv_path}: column {time_column!r} must hold increasing numbers "
-                               f"in {time_unit} for each player (sort the rows, fill empty cells)")
         if steps_all.size:
             # Mean of the ordinary steps: robust to gaps, and to timestamps rounded to 1 ms
             # (52 Hz logged in ms alternates 19 and 20 ms steps; their median would say 50 Hz).
@@ -276,11 +365,21 @@ def import_csv(
             elif abs(inferred - sample_rate_hz) > 0.05 * sample_rate_hz:
                 raise DatasetError(
                     f"{csv_path}: column {time_column!r} says {inferred:.3g} Hz but "
-                    f"sample_rate_hz={sample_rate_hz:g}. Check time_unit or the rate")
+                    f"sample_rate_hz={sample_rate_hz:g}. Check time_unit or the rate (--time-unit, --rate)")
     if sample_rate_hz is None:
-        raise DatasetError("give sample_rate_hz, or a time_column to infer it from")
+        raise DatasetError(
+            f"{csv_path}: column {time_column!r} has no two rows of one player to infer the rate from; give "
+            "sample_rate_hz (--rate)" if time_column is not None else
+            "give sample_rate_hz (--rate), or a time_column (--time-column) to infer it from")
+    rate_origin = ("given as sample_rate_hz / --rate" if rate_given
+                   else f"inferred from column {time_column!r} read in {time_unit}")
     window = round(window_seconds * sample_rate_hz)
     hop = max(1, round(hop_seconds * sample_rate_hz))
+    if window < 1:
+        raise DatasetError(
+            f"{csv_path}: a {window_seconds:g} s window is {window_seconds * sample_rate_hz:.3g} samples "
+            f"at {sample_rate_hz:g} Hz ({rate_origin}). Check --time-unit (time_unit) and --rate "
+            "(sample_rate_hz), or give a longer --window (window_seconds)")
 
     tasks: list[TaskSpec] = []
     per_sample: dict[str, np.ndarray] = {}
@@ -288,19 +387,38 @@ def import_csv(
         cells = cols[column]
         if task in regression:
             tasks.append(TaskSpec(task, "regression", value_range=regression[task]))
-            per_sample[task] = _numbers(cells, csv_path, column, comma)
+            per_sample[task] = _numbers(cells, csv_path, column, comma, lines)
             continue
-        names = names_given.get(task) or tuple(sorted({c for c in cells if c}))
+        given = names_given.get(task)
+        if not given:
+            marker = next((i for i, c in enumerate(cells) if c and is_missing(c)), None)
+            if marker is not None:
+                raise DatasetError(
+                    f"{csv_path}:{lines[marker]}: {cells[marker]!r} in class column {column!r} means no "
+                    f"label only when label_names is given (--label-names {task}=...): list the "
+                    f"labels, and add {cells[marker]!r} to them if it is a class")
+        names = given or tuple(sorted({c for c in cells if c}))
         if not names:
             raise DatasetError(f"{csv_path}: column {column!r} has no labels; fill it or leave "
-                               f"task {task!r} out of label_columns")
+                               f"task {task!r} out (--label, label_columns)")
+        if not given and all(_is_number(c, comma) for c in names):
+            ordered = sorted(names, key=lambda c: number(c, comma))
+            shown = ", ".join(ordered[:8]) + (f", ... ({len(ordered)} distinct)" if len(ordered) > 8 else "")
+            codes_hint = ",".join(ordered) if len(ordered) <= 12 else "..."
+            raise DatasetError(
+                f"{csv_path}: column {column!r} of class task {task!r} holds only numbers ({shown}). "
+                f"For a numeric target give it as a regression task (--regression "
+                f"{task}={column}:LOW:HIGH, regression=); if the numbers are class codes, list them "
+                f"as its labels (--label-names {task}={codes_hint}, label_names=)")
         index = {name: i for i, name in enumerate(names)}
         codes = np.full(n, MISSING_CLASS, np.int64)
         for row, cell in enumerate(cells):
             if cell:
                 if cell not in index:
+                    if is_missing(cell):
+                        continue  # 'NA' not among the given labels: no label, as an empty cell
                     raise DatasetError(
-                        f"{csv_path}:{row + 2}: label {cell!r} in column {column!r} is not in "
+                        f"{csv_path}:{lines[row]}: label {cell!r} in column {column!r} is not in "
                         f"label_names[{task!r}] = {list(names)}. Add it or fix the cell")
                 codes[row] = index[cell]
         tasks.append(TaskSpec(task, "class", names))
@@ -317,10 +435,10 @@ def import_csv(
                 "label_columns": label_columns, "min_labeled_fraction": min_labeled_fraction},
         description=description,
     )
-    signal = np.stack([_numbers(cols[c], csv_path, c, comma) for c in channels], axis=1) if n else \
+    signal = np.stack([_numbers(cols[c], csv_path, c, comma, lines) for c in channels], axis=1) if n else \
         np.empty((0, len(channels)))
     session_id = session if session is not None else csv_path.stem
-    dropped = gaps = 0
+    dropped = gaps = longest = 0
     with DatasetWriter(out_dir, spec, shard_windows=shard_windows, overwrite=overwrite) as w:
         for pid in dict.fromkeys(players.tolist()):
             rows = np.flatnonzero(players == pid)
@@ -328,6 +446,7 @@ def import_csv(
             segs = _segments(t, rows.size, sample_rate_hz)
             gaps += len(segs) - 1
             for lo, hi in segs:
+                longest = max(longest, hi - lo)
                 r = rows[lo:hi]
                 x = window_signal(signal[r], window, hop)
                 ys = {}
@@ -344,10 +463,17 @@ def import_csv(
                     w.add({modality_name: x[keep]}, {k: v[keep] for k, v in ys.items()},
                           [pid] * int(keep.sum()), [session_id] * int(keep.sum()))
         if w.num_windows == 0:
+            at = (f"no complete window of {window_seconds:g} s ({window} samples) at "
+                  f"{sample_rate_hz:g} Hz ({rate_origin})")
+            if longest < window:
+                stretch = " without a time gap" if time_s is not None else ""
+                raise DatasetError(
+                    f"{csv_path}: {at}: the longest stretch{stretch} is {longest} samples "
+                    f"({longest / sample_rate_hz:.3g} s). Give a shorter --window (window_seconds), "
+                    "or check --time-unit (time_unit) and --rate (sample_rate_hz)")
             raise DatasetError(
-                f"{csv_path}: no complete window of {window_seconds:g} s ({window} samples) "
-                f"without empty cells; {dropped} windows had empty/non-numeric signal cells. "
-                f"Check the channels and window_seconds")
+                f"{csv_path}: {at} without empty cells; {dropped} windows had empty signal "
+                f"cells. Fill or interpolate them, or check the channels and window_seconds")
         total = w.num_windows
     return CsvImportResult(Path(out_dir), total, float(sample_rate_hz), window,
                            {t.name: t.labels for t in spec.tasks if t.is_classification},

@@ -78,7 +78,9 @@ class ModelConfig:
         chosen = [t for t in spec.tasks if tasks is None or t.name in tasks]
         if not chosen:
             raise ModelOptionError(
-                "the dataset has no task to train; add a class or regression task to its dataset.json"
+                "the dataset has no task to train (its windows carry no labels). Write it again with "
+                "one: fusion-edge dataset import ... --label TASK or --regression TASK=COLUMN, or "
+                "DatasetWriter with tasks= (docs/dataset-format.md)"
             )
         base = cls(
             modalities=tuple((m.name, len(m.channels), m.window_samples) for m in spec.modalities),

@@ -114,3 +114,65 @@ def test_import_refuses_an_out_that_is_a_file_before_reading_the_csv(tmp_path: P
     res = runner.invoke(app, ["dataset", "import", str(tmp_path / "missing.csv"), "--out", str(blocker), *ARGS])
     assert res.exit_code == 2 and "is a file, not a folder" in flat(res.output)
     assert blocker.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        # A file logged in ms read as seconds: 0.052 Hz, a 4 s window is 0.2 samples.
+        ({"time_unit": "s"}, "a 4 s window is 0.2 samples at 0.05 Hz (inferred from column 'time_ms' read in s). "
+                             "Check --time-unit"),
+        # Read as microseconds: 52000 Hz, the 10 s recording is far shorter than one window.
+        ({"time_unit": "us"}, "Hz (inferred from column 'time_ms' read in us): the longest stretch without a "
+                              "time gap is 520 samples (0.01 s)"),
+        ({"window": "30"}, "no complete window of 30 s (1560 samples) at 52 Hz (inferred from column 'time_ms' "
+                           "read in ms): the longest stretch without a time gap is 520 samples (10 s)"),
+        ({"channels": "hr,acc_x,acc_y,acc_zz"}, "Did you mean 'acc_z' for 'acc_zz'? Fix the names given as channels "
+                                                "(--channels)"),
+        ({"label": "phse", "label_names": "phse=warmup,drill,rest"}, "Fix the names given as task 'phse' (--label)"),
+        ({"label_names": "phsae=warmup,drill"}, "task 'phsae' has no column: give it with --label (label_columns)"),
+    ],
+)
+def test_a_wrong_time_unit_window_or_column_name_says_what_to_change(tmp_path: Path, changed: dict,
+                                                                      message: str) -> None:
+    src = belt_csv(tmp_path / "belt.csv", seconds=10)
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"), *args(**changed)])
+    assert res.exit_code == 2, res.output
+    assert message in flat(res.output)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_numeric_column_given_as_a_class_task_is_refused(tmp_path: Path) -> None:
+    """--label rpe used to make one class per distinct RPE value ('3', '4', ...) without a word."""
+    src = belt_csv(tmp_path / "belt.csv", seconds=30)
+    changed = {"label": "effort=rpe", "label_names": "phase=warmup,drill,rest", "regression": "speed=hr"}
+    opts = [x for x in args(**changed) if x != "--label-names" and not x.startswith("phase=")]
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"), *opts])
+    assert res.exit_code == 2, res.output
+    text = flat(res.output)
+    assert "column 'rpe' of class task 'effort' holds only numbers (3, 4, 5)" in text
+    assert "--regression effort=rpe:LOW:HIGH" in text and "--label-names effort=3,4,5" in text
+    assert not (tmp_path / "ds").exists()
+    # Listed as class names, the numbers are classes.
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"), *opts,
+                              "--label-names", "effort=3,4,5"])
+    assert res.exit_code == 0, res.output
+    assert Dataset.open(tmp_path / "ds").spec.task("effort").labels == ("3", "4", "5")
+
+
+def test_no_task_dataset_passed_to_train_says_how_to_add_one(tmp_path: Path) -> None:
+    src = tmp_path / "squad.csv"
+    with src.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["player", "t", "ax"])
+        for p in ("a", "b", "c"):
+            out.writerows([p, f"{i / 10:.1f}", f"{math.sin(i):.3f}"] for i in range(60))
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"), "--channels", "ax",
+                              "--time-column", "t", "--window", "2", "--hop", "1", "--player-column", "player"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"),
+                              "--epochs", "1", "--device", "cpu"])
+    assert res.exit_code == 2, res.output
+    text = flat(res.output)
+    assert "the dataset has no task to train" in text and "--label TASK" in text
+    assert "dataset.json" not in text  # adding a task there without its targets cannot work

@@ -260,3 +260,116 @@ def test_a_semicolon_csv_with_decimal_commas_reads_as_the_comma_one(tmp_path: Pa
     da, db = Dataset.open(tmp_path / "a"), Dataset.open(tmp_path / "b")
     np.testing.assert_array_equal(da.inputs["imu"], db.inputs["imu"])
     np.testing.assert_array_equal(da.targets["speed"], db.targets["speed"])
+
+
+def edit_cell(path: Path, line: int, column: int, value: str) -> None:
+    """Set one cell of a comma-separated file (``line`` 1 = the header)."""
+    lines = path.read_text().splitlines(keepends=True)
+    cells = lines[line - 1].rstrip("\n").split(",")
+    cells[column] = value
+    lines[line - 1] = ",".join(cells) + "\n"
+    path.write_text("".join(lines))
+
+
+KW = dict(channels=CHANNELS, sample_rate_hz=52, window_seconds=2.0, hop_seconds=1.0, player="p1")
+
+
+def test_na_cells_in_a_class_column_are_no_label_not_a_class(tmp_path: Path) -> None:
+    """R writes NA for a missing label: it used to become a class named 'NA'."""
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    for line in range(2, 2 + 3 * RATE):  # seconds 0-2 untagged, written as NA
+        edit_cell(csv_path, line, 7, "NA")
+    kw = dict(KW, label_columns={"phase": "phase"})
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}:2: 'NA' in class column 'phase' means no label only when label_names is given "
+            "(--label-names phase=...): list the labels")):
+        import_csv(csv_path, tmp_path / "a", **kw)
+    assert not (tmp_path / "a").exists()
+    result = import_csv(csv_path, tmp_path / "b", label_names={"phase": LABELS}, **kw)
+    assert result.labels == {"phase": tuple(LABELS)}
+    phase = Dataset.open(tmp_path / "b").targets["phase"]
+    np.testing.assert_array_equal(phase[:3], [-1, -1, 0])  # windows at 0 s, 1 s untagged; 2 s half
+    # Listed in label_names, the same text is a class.
+    result = import_csv(csv_path, tmp_path / "c", label_names={"phase": [*LABELS, "NA"]}, **kw)
+    assert Dataset.open(tmp_path / "c").targets["phase"][0] == 3
+
+
+def test_an_empty_player_cell_is_an_error_naming_its_line(tmp_path: Path) -> None:
+    """It used to make a player '' of one row and split the real player's recording there."""
+    csv_path = tmp_path / "hub.csv"
+    write_belt_csv(csv_path, players=("amira", "bo"))
+    edit_cell(csv_path, 12, 1, "")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}:12: the player cell (column 'player') is empty; fill it")):
+        import_csv(csv_path, tmp_path / "ds", **{**KW, "player": None, "player_column": "player"})
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_row_with_more_cells_than_the_header_is_an_error(tmp_path: Path) -> None:
+    """An unquoted decimal comma (9,81) shifts every later cell of its row one column right."""
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    edit_cell(csv_path, 30, 2, "9,81")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}:30: row has 10 cells, the header has 9: a cell holds an unquoted ','")):
+        import_csv(csv_path, tmp_path / "ds", **KW)
+    # A trailing separator on every row (an empty last cell) is no problem.
+    write_belt_csv(csv_path)
+    header, *rows = csv_path.read_text().splitlines()
+    csv_path.write_text(header + "\n" + "".join(row + ",\n" for row in rows))
+    assert import_csv(csv_path, tmp_path / "ok", **KW).num_windows == 29
+
+
+def test_a_column_named_twice_in_the_header_is_an_error(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    edit_cell(csv_path, 1, 3, "ax")  # 'ay' renamed 'ax': two 'ax' columns
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}: column 'ax' appears 2 times in the header (columns 3, 4); rename them")):
+        import_csv(csv_path, tmp_path / "ds", **{**KW, "channels": ["ax"]})
+
+
+def test_an_inf_cell_is_an_error_not_an_empty_cell(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    edit_cell(csv_path, 41, 3, "inf")
+    with pytest.raises(DatasetError, match=re.escape(f"{csv_path}:41: 'inf' in column 'ay' is not a finite number")):
+        import_csv(csv_path, tmp_path / "ds", **KW)
+
+
+def test_time_going_backwards_names_the_line(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    edit_cell(csv_path, 101, 0, "0.5")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}:101: column 't' goes from 1.884615 to 0.5 s (player 'p1'); the times must increase")):
+        import_csv(csv_path, tmp_path / "ds", **{**KW, "sample_rate_hz": None, "time_column": "t"})
+
+
+def test_a_file_not_in_utf8_is_an_error_saying_how_to_save_it(tmp_path: Path) -> None:
+    """Excel on Windows saves 'CSV (semicolon)' in cp1252: it used to end in a UnicodeDecodeError."""
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    csv_path.write_bytes(csv_path.read_text().replace("stride", "récupération").encode("cp1252"))
+    with pytest.raises(DatasetError, match=re.escape(f"{csv_path} is not UTF-8 text") + ".*save it as 'CSV UTF-8'"):
+        import_csv(csv_path, tmp_path / "ds", **KW)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_header_without_rows_says_so(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    csv_path.write_text("t,ax\n")
+    with pytest.raises(DatasetError, match=re.escape(f"{csv_path} has a header but no data rows")):
+        import_csv(csv_path, tmp_path / "ds", channels=["ax"], time_column="t", window_seconds=2.0,
+                   hop_seconds=1.0, player="p1")
+
+
+def test_clock_times_in_the_time_column_say_what_the_column_must_hold(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    edit_cell(csv_path, 2, 0, "10:00:00.000")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}:2: '10:00:00.000' in column 't' is not a number; the time column must hold "
+            "numbers in s")):
+        import_csv(csv_path, tmp_path / "ds", **{**KW, "sample_rate_hz": None, "time_column": "t"})
