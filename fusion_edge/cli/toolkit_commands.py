@@ -9,7 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from fusion_edge.cli.app import app
-from fusion_edge.cli.common import cli_errors, console
+from fusion_edge.cli.common import cli_errors, console, err_console
+from fusion_edge.errors import ConfigError
 from fusion_edge.toolkit.outputs import check_writable
 
 
@@ -178,23 +179,37 @@ def evaluate(
         res = evaluate_run(run, data, split=split, json_path=json_out, plots_dir=plots)
     print_metrics(res)
     if json_out:
-        console.print(f"metrics written to [bold]{json_out}[/]")
+        console.print(f"metrics written to [bold]{escape(str(json_out))}[/]")
 
 
 def print_metrics(res: dict) -> None:
-    """The evaluation summary as a table."""
+    """The evaluation summary as a table (and a note when it scored players the run saw)."""
     table = Table(title=f"Evaluation on {res['windows']} windows ({res['split']})")
     for col in ("task", "accuracy / MAE", "macro-F1 / rel. error", "weakest class (recall)"):
         table.add_column(col)
     for name, m in res["tasks"].items():
-        if "accuracy" in m:
+        if not m.get("support", 1):
+            table.add_row(name, "no labelled windows", "-", "-" if "accuracy" in m else "")
+        elif "accuracy" in m:
             rec = {k: v for k, v in m["per_class_recall"].items() if v is not None}
-            weak = min(rec, key=rec.get) if rec else "-"
-            table.add_row(name, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}",
-                          f"{weak} ({rec.get(weak, 0):.2f})" if rec else "-")
+            weak = "-"
+            if rec:
+                low = min(rec.values())
+                tied = [k for k, v in rec.items() if v == low]
+                more = f" +{len(tied) - 1} more" if len(tied) > 1 else ""
+                weak = f"{tied[0]}{more} ({low:.2f})"
+            table.add_row(name, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", weak)
         else:
-            table.add_row(name, f"{m['mae']:.4f}", f"{100 * m['relative_error']:.1f}%", "")
+            rel = m["relative_error"]
+            table.add_row(name, f"{m['mae']:.4f}", "-" if rel is None else f"{100 * rel:.1f}%", "")
     console.print(table)
+    seen = res.get("seen_windows", 0)
+    if seen:
+        console.print(
+            f"[yellow]note:[/] {seen} of {res['windows']} windows are from players the run "
+            "trained or validated on: these scores are optimistic (--split auto scores only "
+            "players it did not see)"
+        )
 
 
 @app.command()
@@ -207,10 +222,14 @@ def ablation(
         1, "--seeds", min=1, help="Repeat with seeds SEED..SEED+N-1 (own split and init each) and "
         "report mean +- sd and each step's paired change."
     ),
-    json_out: Path = typer.Option(None, "--json", help="Write the table here as JSON."),
+    json_out: Path = typer.Option(
+        None, "--json", help="Write the table here as JSON (after every seed, so an interrupted "
+        "run keeps the seeds done)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """Reproduce the paper's ablation (CNN only, +LSTM, +attention, +multitask)."""
-    from fusion_edge.toolkit.ablation import run_ablation, summarize_seeds
+    from fusion_edge.toolkit import ablation as ablation_mod
     from fusion_edge.toolkit.dataset import Dataset
     from fusion_edge.toolkit.evaluate import write_json
     from fusion_edge.toolkit.train import TrainConfig
@@ -218,24 +237,46 @@ def ablation(
     if size not in ("edge", "paper"):
         console.print(f"[red]error:[/] unknown size '{size}': choose edge or paper")
         raise typer.Exit(2)
+    runs: list[dict] = []
+
+    def document(complete: bool) -> dict:
+        doc = dict(runs[0])
+        if seeds > 1:
+            doc.update(runs=runs, seeds=ablation_mod.summarize_seeds(runs))
+        if not complete:
+            doc["complete"] = False
+            doc["seeds_done"] = len(runs)
+            doc["seeds_asked"] = seeds
+        return doc
+
     with cli_errors():
         if json_out is not None:
             check_writable(json_out, "--json", folder=False)
+            if json_out.exists() and not overwrite:
+                raise ConfigError(
+                    f"--json {json_out} already exists; it was left as it was: choose another "
+                    "file, or pass --overwrite to replace it"
+                )
         ds = Dataset.open(data)
-        runs = []
-        for s in range(seed, seed + seeds):
-            res = run_ablation(ds, size=size, config=TrainConfig(epochs=epochs, seed=s),
-                               log=lambda m: console.print(f"  {m}"))
-            print_ablation(res)
-            runs.append(res)
+        try:
+            for s in range(seed, seed + seeds):
+                res = ablation_mod.run_ablation(ds, size=size, config=TrainConfig(epochs=epochs, seed=s),
+                                                log=lambda m: console.print(f"  {m}"))
+                print_ablation(res)
+                runs.append(res)
+                if json_out is not None:  # after every seed: an interruption keeps what is done
+                    write_json(json_out, document(complete=len(runs) == seeds))
+        except KeyboardInterrupt:
+            where = (f"; the seeds done are in {escape(str(json_out))}" if json_out and runs
+                     else "; nothing was written" if json_out else "")
+            err_console.print(
+                f"[yellow]interrupted[/] after {len(runs)} of {seeds} seeds{where}"
+            )
+            raise typer.Exit(130) from None
     if seeds > 1:
-        summary = summarize_seeds(runs)
-        print_seed_summary(summary)
-        res = {**runs[0], "runs": runs, "seeds": summary}
+        print_seed_summary(ablation_mod.summarize_seeds(runs))
     if json_out:
-        with cli_errors():
-            write_json(json_out, res)
-        console.print(f"ablation written to [bold]{json_out}[/]")
+        console.print(f"ablation written to [bold]{escape(str(json_out))}[/]")
 
 
 def print_seed_summary(summary: dict) -> None:

@@ -65,6 +65,13 @@ def run_ablation(
     split = split_by_player(dataset.player, val=config.val_fraction, test=config.test_fraction, seed=config.seed)
     test_idx = split.indices(dataset.player, "test")
     all_tasks = tuple(t.name for t in dataset.spec.tasks)
+    if len(all_tasks) == 1 and any(r.multitask for r in rows):
+        # One task: the "multitask" model is the +attention model again, and a step of zero
+        # would read as "multitask does not help".
+        rows = tuple(r for r in rows if not r.multitask)
+        if log:
+            log(f"the dataset has one task ({all_tasks[0]}): the +multitask row needs two or "
+                "more tasks and is left out")
     out_rows = []
     for row in rows:
         groups = [all_tasks] if row.multitask else [(t,) for t in all_tasks]

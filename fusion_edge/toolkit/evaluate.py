@@ -16,7 +16,10 @@ from fusion_edge.toolkit.checkpoint import RunInfo, load_run
 from fusion_edge.toolkit.dataset import Dataset
 from fusion_edge.toolkit.train import predict, task_metrics
 
-__all__ = ["SPLITS", "evaluate_run", "check_compatible", "plot_confusion", "select_windows"]
+__all__ = [
+    "SPLITS", "evaluate_run", "check_compatible", "check_json_target", "plot_confusion",
+    "seen_windows", "select_windows", "write_json",
+]
 
 SPLITS = ("auto", "all", "train", "val", "test")
 
@@ -37,15 +40,45 @@ def check_compatible(info: RunInfo, dataset: Dataset) -> None:
                 f"modality '{name}' differs: the run expects channels {list(trained.channels)} x "
                 f"{samples} samples, the dataset has {list(m.channels)} x {m.window_samples}"
             )
+        # Same names and shape are not enough: accelerations in g instead of m/s^2, or another
+        # rate (another window length in seconds), give numbers the model never saw.
+        if tuple(m.units) != tuple(trained.units):
+            raise DatasetError(
+                f"modality '{name}' differs: the run expects units {list(trained.units)}, the "
+                f"dataset has {list(m.units)}; convert the data to the run's units (or retrain)"
+            )
+        if abs(m.sample_rate_hz - trained.sample_rate_hz) > 1e-6 * trained.sample_rate_hz:
+            raise DatasetError(
+                f"modality '{name}' differs: the run expects {trained.sample_rate_hz:g} Hz, the "
+                f"dataset has {m.sample_rate_hz:g} Hz; resample the data to the run's rate "
+                "(or retrain)"
+            )
     for name, kind, _n in info.model.tasks:
         try:
             task = dataset.spec.task(name)
         except Exception:
-            raise DatasetError(f"the run predicts task '{name}', which the dataset does not label") from None
-        if kind == "class" and tuple(task.labels) != tuple(info.dataset.task(name).labels):
+            known = ", ".join(t.name for t in dataset.spec.tasks) or "none"
+            raise DatasetError(
+                f"the run predicts task '{name}', which the dataset does not label (its tasks: "
+                f"{known}); evaluate on a dataset that labels every task the run predicts"
+            ) from None
+        trained_task = info.dataset.task(name)
+        if str(task.kind) != str(kind):
+            raise DatasetError(
+                f"task '{name}' is a {task.kind} task in the dataset but the run predicts it as "
+                f"{kind}; use a dataset made the same way"
+            )
+        if kind == "class" and tuple(task.labels) != tuple(trained_task.labels):
             raise DatasetError(
                 f"task '{name}' has labels {list(task.labels)} in the dataset but the run was "
-                f"trained on {list(info.dataset.task(name).labels)}"
+                f"trained on {list(trained_task.labels)}"
+            )
+        if kind != "class" and task.value_range != trained_task.value_range:
+            show = (lambda r: "unbounded" if r is None else str([float(v) for v in r]))  # noqa: E731
+            raise DatasetError(
+                f"task '{name}' has value range {show(task.value_range)} in the dataset but the "
+                f"run was trained on {show(trained_task.value_range)}; rescale its values to the "
+                "run's range (or retrain)"
             )
 
 
@@ -53,7 +86,8 @@ def select_windows(info: RunInfo, dataset: Dataset, split: str = "auto") -> tupl
     """Which windows to score.
 
     ``auto``: when the dataset shares players with the run's training or validation split, only
-    the run's test players are scored (so no player the model saw is counted); otherwise all.
+    the players the model did not see are scored: the run's test players (``"test"``), plus any
+    new players (``"held-out"``); otherwise all (``"all"``).
     """
     player = dataset.player.astype(str)
     if split == "all":
@@ -62,10 +96,18 @@ def select_windows(info: RunInfo, dataset: Dataset, split: str = "auto") -> tupl
         return info.split.indices(player, split), split
     if split not in SPLITS:
         raise ValueError(f"split must be auto, all, train, val or test, got {split!r}")
-    seen = set(info.split.train) | set(info.split.val)
-    if seen.intersection(player.tolist()):
-        return info.split.indices(player, "test"), "test"
-    return np.arange(len(player)), "all"
+    seen = np.isin(player, np.asarray([*info.split.train, *info.split.val]))
+    if not seen.any():
+        return np.arange(len(player)), "all"
+    idx = np.flatnonzero(~seen)
+    only_test = np.isin(player[idx], np.asarray(info.split.test)).all()
+    return idx, "test" if only_test else "held-out"
+
+
+def seen_windows(info: RunInfo, dataset: Dataset, idx: np.ndarray) -> int:
+    """How many of the windows ``idx`` are from players the run trained or validated on."""
+    seen = np.asarray([*info.split.train, *info.split.val])
+    return int(np.isin(dataset.player[idx].astype(str), seen).sum())
 
 
 def evaluate_run(
@@ -76,23 +118,51 @@ def evaluate_run(
     json_path: str | Path | None = None,
     plots_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score a run on a dataset. Returns ``{"tasks": {...}, "windows": n, "split": ...}``."""
+    """Score a run on a dataset.
+
+    Returns ``{"tasks": {...}, "windows": n, "split": ..., "seen_windows": m, "run", "data"}``;
+    ``seen_windows`` counts the scored windows from players the run trained or validated on
+    (their scores are optimistic). A task none of whose scored windows is labelled has
+    ``support`` 0 and ``None`` for its metrics.
+
+    Raises:
+        ConfigError: ``json_path`` is an existing file that is not an evaluation's JSON.
+    """
+    if json_path is not None:
+        check_json_target(json_path)
     model, info = load_run(run)
     dataset = Dataset.open(data)
     check_compatible(info, dataset)
     idx, used = select_windows(info, dataset, split)
+    if idx.size == 0 and split == "auto":
+        raise DatasetError(
+            f"{data} holds only players the run trained or validated on (none of its test "
+            f"players {list(info.split.test)}, no new player): their scores would be "
+            "optimistic. Evaluate on new players or on the run's own dataset, or pass --split "
+            "all to score these windows anyway"
+        )
     if idx.size == 0:
-        raise DatasetError(f"no windows to evaluate in split '{used}' of {data}")
+        raise DatasetError(
+            f"no windows to evaluate in split '{used}' of {data}: none of the run's {used} "
+            f"players {list(getattr(info.split, used))} is in it; use --split auto or all"
+        )
     xs = [
         torch.from_numpy(info.normalization.apply(name, dataset.inputs[name][idx]))
         for name, _, _ in info.model.modalities
     ]
     outputs = predict(model, xs)
     ys = [dataset.targets[name][idx] for name, _, _ in info.model.tasks]
+    tasks = task_metrics(info.model, dataset.spec, outputs, ys)
+    for metrics in tasks.values():
+        if metrics["support"] == 0:  # no labelled window: no score (not 0 accuracy, not NaN)
+            for key in ("accuracy", "macro_f1", "mae", "relative_error", "rmse"):
+                if key in metrics:
+                    metrics[key] = None
     result = {
-        "tasks": task_metrics(info.model, dataset.spec, outputs, ys),
+        "tasks": tasks,
         "windows": int(idx.size),
         "split": used,
+        "seen_windows": seen_windows(info, dataset, idx),
         "run": str(run),
         "data": str(data),
     }
@@ -100,13 +170,48 @@ def evaluate_run(
         write_json(json_path, result)
     if plots_dir is not None:
         for name, metrics in result["tasks"].items():
-            if "confusion" in metrics:
+            if "confusion" in metrics and metrics["support"]:
                 plot_confusion(metrics, Path(plots_dir) / f"confusion_{name}.png", title=f"{name} ({used})")
     return result
 
 
+def check_json_target(path: str | Path) -> None:
+    """Refuse to replace an existing file that is not an evaluation's JSON.
+
+    A previous evaluation's metrics are replaced (re-evaluating after retraining is normal);
+    anything else (a run's config.json, a dataset.json, an ablation's results) is kept.
+
+    Raises:
+        ConfigError: ``path`` exists and is not a JSON object with "tasks" and "windows".
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        doc = json.loads(path.read_text())
+        ours = isinstance(doc, dict) and {"tasks", "windows"} <= set(doc) and "rows" not in doc
+    except (OSError, UnicodeDecodeError, ValueError):
+        ours = False
+    if not ours:
+        raise ConfigError(
+            f"--json {path} already exists and is not an evaluation's JSON; it was left as it "
+            "was: choose another file (or delete it first)"
+        )
+
+
+def _no_nan(value: Any) -> Any:
+    """NaN and infinities as null: JSON has no NaN (strict readers refuse it)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def write_json(path: str | Path, doc: dict[str, Any]) -> None:
-    """Write JSON atomically (tmp file + rename).
+    """Write JSON atomically (tmp file + rename); NaN becomes null.
 
     Raises:
         ConfigError: the file cannot be written (nothing is left behind then).
@@ -115,7 +220,7 @@ def write_json(path: str | Path, doc: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.write_text(json.dumps(_no_nan(doc), indent=2, allow_nan=False))
         os.replace(tmp, path)
     except OSError as exc:
         with suppress(OSError):

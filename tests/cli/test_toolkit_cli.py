@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from fusion_edge import __version__
 from fusion_edge.cli.app import app
+from fusion_edge.cli.common import console
 
 runner = CliRunner()
 
@@ -320,3 +321,100 @@ def test_scenario_file_error_names_the_scenario_on_the_terminal(tmp_path: Path) 
     res = invoke("scenarios", "--scenario-file", f)
     assert res.exit_code == 2
     assert "'pitch_m' must be [length, width] in metres (5..200)" in flat(res.output)
+
+
+# --- second review pass: evaluate and ablation mistakes ---
+
+
+def test_evaluate_json_over_the_runs_config_is_refused(workflow: dict) -> None:
+    run = workflow["run"]
+    before = (run / "config.json").read_bytes()
+    res = invoke("evaluate", run, "--data", workflow["data"], "--json", run / "config.json")
+    assert res.exit_code == 2, res.output
+    out = flat(res.output)
+    assert "config.json already exists and is not an evaluation's JSON" in out
+    assert "Evaluation on" not in out and (run / "config.json").read_bytes() == before
+
+
+def test_evaluate_split_all_on_the_training_data_warns(workflow: dict) -> None:
+    res = invoke("evaluate", workflow["run"], "--data", workflow["data"], "--split", "all")
+    assert res.exit_code == 0, res.output
+    out = flat(res.output)
+    assert "windows are from players the run trained or validated on" in out and "optimistic" in out
+    res = invoke("evaluate", workflow["run"], "--data", workflow["data"])
+    assert "optimistic" not in flat(res.output)
+
+
+def test_print_metrics_without_labels_and_with_tied_weakest_classes() -> None:
+    from fusion_edge.cli.toolkit_commands import print_metrics
+
+    res = {
+        "windows": 9, "split": "all", "seen_windows": 0,
+        "tasks": {
+            "action": {"accuracy": None, "macro_f1": None, "support": 0,
+                       "per_class_recall": {"a": None, "b": None}},
+            "tactic": {"accuracy": 0.5, "macro_f1": 0.4, "support": 9,
+                       "per_class_recall": {"x": 0.0, "y": 0.0, "z": 0.0, "w": 1.0}},
+            "quality": {"mae": None, "relative_error": None, "support": 0},
+        },
+    }
+    with console.capture() as cap:
+        print_metrics(res)
+    out = flat(cap.get().replace("│", " "))
+    assert "action no labelled windows" in out and "quality no labelled windows" in out
+    assert "x +2 more (0.00)" in out  # not just "x (0.00)", as if x alone were weakest
+
+
+def _ablation(workflow: dict, *args: str):
+    return invoke("ablation", "--data", workflow["data"], "--epochs", "1", *args)
+
+
+def test_ablation_keeps_an_existing_json_unless_overwrite(workflow: dict, tmp_path: Path) -> None:
+    out = tmp_path / "ablation.json"
+    out.write_text('{"hours": "of work"}')
+    res = _ablation(workflow, "--json", out)
+    assert res.exit_code == 2, res.output
+    assert "already exists" in flat(res.output) and "--overwrite" in flat(res.output)
+    assert "CNN only" not in res.output and out.read_text() == '{"hours": "of work"}'
+    res = _ablation(workflow, "--json", out, "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert [r["name"] for r in json.loads(out.read_text())["rows"]][0] == "CNN only"
+
+
+def test_ablation_interrupted_keeps_the_seeds_done(
+    workflow: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fusion_edge.toolkit import ablation as ablation_mod
+
+    real, calls = ablation_mod.run_ablation, []
+
+    def stop_at_second(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ablation_mod, "run_ablation", stop_at_second)
+    out = tmp_path / "ablation.json"
+    res = _ablation(workflow, "--seeds", "3", "--json", out)
+    assert res.exit_code == 130, res.output
+    o = flat(res.output)
+    assert "interrupted" in o and "1 of 3 seeds" in o and str(out) in o
+    doc = json.loads(out.read_text())
+    assert len(doc["runs"]) == 1 and doc["complete"] is False and doc["rows"][0]["name"] == "CNN only"
+
+
+def test_ablation_on_a_single_task_leaves_out_the_multitask_row(workflow: dict, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from fusion_edge.toolkit.dataset import Dataset, write_dataset
+
+    ds = Dataset.open(workflow["data"])
+    spec = replace(ds.spec, tasks=(ds.spec.task("action"),))
+    data = write_dataset(tmp_path / "one", spec, dict(ds.inputs), {"action": ds.targets["action"]},
+                         ds.player, ds.session)
+    out = tmp_path / "a.json"
+    res = invoke("ablation", "--data", data, "--epochs", "1", "--json", out)
+    assert res.exit_code == 0, res.output
+    assert "+multitask row needs two or more tasks" in flat(res.output)
+    assert [r["name"] for r in json.loads(out.read_text())["rows"]] == ["CNN only", "+LSTM", "+attention"]

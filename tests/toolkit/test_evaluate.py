@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fusion_edge.errors import DatasetError
+from fusion_edge.errors import ConfigError, DatasetError
 from fusion_edge.toolkit.checkpoint import read_run_info
 from fusion_edge.toolkit.dataset import Dataset, DatasetSpec, TaskSpec, write_dataset
 from fusion_edge.toolkit.evaluate import evaluate_run, select_windows
@@ -176,3 +176,111 @@ def test_dataset_without_a_task(trained_run, tmp_path: Path) -> None:
 def test_missing_dataset(trained_run, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="nope"):
         evaluate_run(trained_run.path, tmp_path / "nope")
+
+
+# ------------------------------------------------- mistakes found in review (second analyst pass)
+
+
+def test_dataset_with_other_units_or_rate_is_refused(trained_run, tmp_path: Path) -> None:
+    # Same channel names and window length, but accelerations in g, or another sample rate
+    # (48 Hz x 5 s = 240 samples, like the run's 40 Hz x 6 s): the numbers mean something else.
+    spec = read_run_info(trained_run.path).dataset
+    imu = spec.modality("imu")
+    in_g = replace(imu, units=("g", "g", "g", *imu.units[3:]))
+    data = write_like(spec, tmp_path / "g", replace(spec, modalities=(in_g, spec.modality("position"))))
+    with pytest.raises(DatasetError, match=r"modality 'imu' differs: the run expects units \['m/s\^2'"):
+        evaluate_run(trained_run.path, data)
+    mods = tuple(replace(m, sample_rate_hz=m.sample_rate_hz * 1.2) for m in spec.modalities)
+    data = write_like(spec, tmp_path / "r", replace(spec, modalities=mods, window_seconds=5.0, hop_seconds=2.5))
+    with pytest.raises(DatasetError, match=r"modality 'imu' differs: the run expects 40 Hz, the dataset has 48 Hz"):
+        evaluate_run(trained_run.path, data)
+
+
+def test_dataset_with_another_task_kind_or_range_is_refused(trained_run, tmp_path: Path) -> None:
+    spec = read_run_info(trained_run.path).dataset
+
+    def with_quality(task: TaskSpec) -> DatasetSpec:
+        return replace(spec, tasks=tuple(task if t.name == "quality" else t for t in spec.tasks))
+
+    data = write_like(spec, tmp_path / "k", with_quality(TaskSpec("quality", "class", labels=("lo", "hi"))))
+    with pytest.raises(
+        DatasetError, match=r"task 'quality' is a class task in the dataset but the run predicts it as regression"
+    ):
+        evaluate_run(trained_run.path, data)
+    data = write_like(spec, tmp_path / "p", with_quality(TaskSpec("quality", "regression", value_range=(0, 100))))
+    with pytest.raises(
+        DatasetError,
+        match=r"task 'quality' has value range \[0.0, 100.0\] in the dataset but the run was trained on \[0.0, 1.0\]",
+    ):
+        evaluate_run(trained_run.path, data)
+
+
+def test_a_task_without_labels_is_reported_as_such_not_as_zero(trained_run, tmp_path: Path) -> None:
+    spec = read_run_info(trained_run.path).dataset
+    root = write_like(spec, tmp_path / "src", spec)
+    ds = Dataset.open(root)
+    targets = dict(ds.targets)
+    targets["action"] = np.full(len(ds), -1)
+    targets["quality"] = np.full(len(ds), np.nan, dtype=np.float32)
+    data = write_dataset(tmp_path / "d", spec, dict(ds.inputs), targets, ds.player, ds.session)
+    res = evaluate_run(trained_run.path, data, json_path=tmp_path / "m.json")
+    doc = json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    for name in ("action", "quality"):
+        m = doc["tasks"][name]
+        assert m["support"] == 0 and res["tasks"][name]["support"] == 0
+        assert all(m[k] is None for k in ("accuracy", "macro_f1", "mae", "relative_error") if k in m)
+    assert doc["tasks"]["tactic"]["accuracy"] is not None
+
+
+def _relabel(trained_run, tmp_path: Path, keep: set[str], rename: dict[str, str]) -> Path:
+    ds = Dataset.open(trained_run.data)
+    player = ds.player.astype(str)
+    sel = np.isin(player, sorted(keep | set(rename)))
+    new_player = np.array([rename.get(p, p) for p in player[sel]])
+    return write_dataset(
+        tmp_path / "d", ds.spec, {k: v[sel] for k, v in ds.inputs.items()},
+        {k: v[sel] for k, v in ds.targets.items()}, new_player, ds.session[sel],
+    )
+
+
+def test_auto_split_keeps_new_players_beside_the_runs_test_players(trained_run, tmp_path: Path) -> None:
+    # A dataset with one training player, the test players and one newcomer: auto used to
+    # score the test players only, silently dropping the newcomer.
+    info = read_run_info(trained_run.path)
+    seen, other = info.split.train[0], info.split.train[1]
+    data = _relabel(trained_run, tmp_path, {seen, *info.split.test}, {other: "newcomer"})
+    ds = Dataset.open(data)
+    idx, used = select_windows(info, ds, "auto")
+    scored = set(ds.player[idx].astype(str))
+    assert scored == {*info.split.test, "newcomer"} and used == "held-out"
+
+
+def test_auto_split_with_only_seen_players_says_what_to_do(trained_run, tmp_path: Path) -> None:
+    info = read_run_info(trained_run.path)
+    data = _relabel(trained_run, tmp_path, {info.split.train[0], info.split.val[0]}, {})
+    with pytest.raises(DatasetError, match=r"holds only players the run trained or validated on.*--split all"):
+        evaluate_run(trained_run.path, data)
+
+
+def test_seen_windows_are_counted(trained_run) -> None:
+    res = evaluate_run(trained_run.path, trained_run.data, split="all")
+    info = read_run_info(trained_run.path)
+    ds = Dataset.open(trained_run.data)
+    seen = int(np.isin(ds.player, [*info.split.train, *info.split.val]).sum())
+    assert res["seen_windows"] == seen > 0
+    assert evaluate_run(trained_run.path, trained_run.data)["seen_windows"] == 0
+
+
+def test_json_over_a_file_that_is_not_an_evaluation_is_refused(trained_run, tmp_path: Path) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run.path, run)
+    before = (run / "config.json").read_bytes()
+    with pytest.raises(ConfigError, match=r"config.json already exists and is not an evaluation's JSON"):
+        evaluate_run(run, trained_run.data, json_path=run / "config.json")
+    assert (run / "config.json").read_bytes() == before
+    # A previous evaluation's JSON is replaced (re-evaluating after retraining is normal).
+    evaluate_run(run, trained_run.data, json_path=run / "metrics.json")
+    evaluate_run(run, trained_run.data, json_path=run / "metrics.json", split="all")
+    assert json.loads((run / "metrics.json").read_text())["split"] == "all"
