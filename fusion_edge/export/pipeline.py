@@ -317,7 +317,9 @@ def export(
     test_idx, split = select_windows(info, ds)
     if test_idx.size == 0:
         raise DatasetError(
-            f"{data} has no windows of the run's test players to score the export on"
+            f"{data} holds only players the run trained or validated on (none of its test "
+            "players, no new player), so the export has no held-out windows to score its variants "
+            "on: export with the dataset the run was trained on, or one with new players"
         )
     held = _held_out(info, ds, test_idx, split)
     val_idx = info.split.indices(ds.player.astype(str), "val")

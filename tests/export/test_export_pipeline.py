@@ -387,3 +387,21 @@ def test_taken_output_is_refused_before_any_work(tiny_data: Path, tmp_path: Path
     (tmp_path / "b" / "manifest.json").write_text("{}")
     with pytest.raises(BundleError, match="already exists"):
         export(tmp_path / "no-run", tiny_data, tmp_path / "b", FAST)
+
+
+def test_a_dataset_of_only_seen_players_is_refused_with_what_to_use(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    from fusion_edge.toolkit.checkpoint import read_run_info
+    from fusion_edge.toolkit.dataset import Dataset, write_dataset
+
+    info = read_run_info(tiny_run)
+    ds = Dataset.open(tiny_data)
+    keep = np.isin(ds.player.astype(str), np.asarray(info.split.train))
+    seen = write_dataset(
+        tmp_path / "seen", ds.spec, {k: v[keep] for k, v in ds.inputs.items()},
+        {k: v[keep] for k, v in ds.targets.items()}, ds.player[keep], ds.session[keep],
+    )
+    with pytest.raises(DatasetError, match="holds only players the run trained or validated on"):
+        export(tiny_run, seen, tmp_path / "bundle", ExportConfig(precisions=("fp32",), latency_runs=1))
+    assert not (tmp_path / "bundle").exists()
