@@ -86,7 +86,8 @@ def export_command(
         22, "--squad-size", help="Players per hop: batch checked, timed, engine max."
     ),
     calibration_windows: int = typer.Option(
-        256, "--calibration-windows", help="INT8 calibration windows."
+        None, "--calibration-windows",
+        help="INT8 calibration windows (default 256, or every training window when there are fewer).",
     ),
     threshold: float = typer.Option(
         0.6, "--escalation-threshold", help="Escalate to FP32 under this probability."

@@ -100,7 +100,10 @@ class ExportConfig:
         precisions: Any of ``fp32``, ``fp16``, ``int8`` (fp32 is always made: it is the fallback).
         formats: ``onnx`` (always) and optionally ``engine`` (TensorRT, where it is installed).
         squad_size: Players per hop on the kit: the batch checked and timed, the engine's max batch.
-        calibration_windows: Training windows used to calibrate INT8.
+        calibration_windows: Training windows used to calibrate INT8. None (the default): up
+            to `DEFAULT_CALIBRATION_WINDOWS`, all of them when the run has fewer (a small
+            dataset of one's own still exports); a number given is taken as asked, and refused
+            when the run has fewer training windows.
         stratify_by: Tasks / groups the calibration sample is stratified by.
         escalation_threshold: Top-class probability under which the box escalates to FP32.
         fine_tune_epochs: Epochs of recovery training after pruning (60: on the benchmark model
@@ -137,7 +140,7 @@ class ExportConfig:
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
     formats: tuple[str, ...] = ("onnx",)
     squad_size: int = 22
-    calibration_windows: int = 256
+    calibration_windows: int | None = None
     stratify_by: tuple[str, ...] = ("action", "session")
     escalation_threshold: float = 0.6
     fine_tune_epochs: int = 60
@@ -240,6 +243,10 @@ def _held_out(info: RunInfo, ds: Dataset, idx: np.ndarray, split: str) -> HeldOu
     )
 
 
+#: INT8 calibration windows when none are asked for (fewer when the run has fewer).
+DEFAULT_CALIBRATION_WINDOWS = 256
+
+
 def calibration_set(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> CalibrationSet:
     """The INT8 calibration windows of a run: a stratified sample of its training players'
     windows, normalized as the bundle will normalize them."""
@@ -250,9 +257,10 @@ def calibration_set(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> Calibratio
             "training windows; pass the dataset the run was trained on with --data"
         )
     stratify = tuple(k for k in cfg.stratify_by if k in ds.targets or k in ("session", "player"))
-    idx = select_calibration_windows(
-        ds, cfg.calibration_windows, stratify_by=stratify, seed=cfg.seed, pool=pool
-    )
+    n = cfg.calibration_windows
+    if n is None:
+        n = min(DEFAULT_CALIBRATION_WINDOWS, int(pool.size))
+    idx = select_calibration_windows(ds, n, stratify_by=stratify, seed=cfg.seed, pool=pool)
     inputs = {
         n: info.normalization.apply(n, ds.inputs[n][idx]) for n, _, _ in info.model.modalities
     }

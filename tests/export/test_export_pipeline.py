@@ -405,3 +405,25 @@ def test_a_dataset_of_only_seen_players_is_refused_with_what_to_use(
     with pytest.raises(DatasetError, match="holds only players the run trained or validated on"):
         export(tiny_run, seen, tmp_path / "bundle", ExportConfig(precisions=("fp32",), latency_runs=1))
     assert not (tmp_path / "bundle").exists()
+
+
+def test_the_default_calibration_set_shrinks_to_a_small_runs_training_windows(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """256 by default used to refuse every export of a run with fewer training windows."""
+    from fusion_edge.export.pipeline import DEFAULT_CALIBRATION_WINDOWS, calibration_set
+    from fusion_edge.toolkit.checkpoint import read_run_info
+    from fusion_edge.toolkit.dataset import Dataset, write_dataset
+
+    info, full = read_run_info(tiny_run), Dataset.open(tiny_data)
+    player = full.player.astype(str)
+    keep = np.array([np.sum(player[:i] == p) < 20 for i, p in enumerate(player)])  # 20 a player
+    ds = Dataset.open(write_dataset(
+        tmp_path / "small", full.spec, {k: v[keep] for k, v in full.inputs.items()},
+        {k: v[keep] for k, v in full.targets.items()}, full.player[keep], full.session[keep],
+    ))
+    train = info.split.indices(ds.player.astype(str), "train").size
+    assert 16 <= train < DEFAULT_CALIBRATION_WINDOWS
+    assert len(calibration_set(info, ds, ExportConfig())) == train
+    with pytest.raises(CalibrationError, match=f"asked for {train + 1} calibration windows but only {train}"):
+        calibration_set(info, ds, ExportConfig(calibration_windows=train + 1))
