@@ -81,7 +81,7 @@ def import_command(
     units: str = typer.Option(None, "--units", help="One unit per channel, comma-separated."),
     modality: str = typer.Option("imu", "--modality", help="Name of the stream in the dataset."),
     time_column: str = typer.Option(None, "--time-column", help="Sample times: gives the rate and finds gaps."),
-    time_unit: str = typer.Option("s", "--time-unit", help="Unit of --time-column: s, ms, us or ns."),
+    time_unit: str = typer.Option(None, "--time-unit", help="Unit of --time-column: s (default), ms, us or ns."),
     rate: float = typer.Option(None, "--rate", help="Sample rate, Hz (inferred from --time-column if omitted)."),
     label: list[str] = typer.Option(
         [], "--label", help="A class task: TASK or TASK=COLUMN (the column's values are its labels); repeat."
@@ -107,6 +107,11 @@ def import_command(
 
     with cli_errors():
         check_writable(out, "--out", folder=True)
+        if time_unit is not None and time_column is None:
+            raise ConfigError(
+                f"--time-unit {time_unit} names the unit of a time column, but no --time-column was "
+                "given: add --time-column COLUMN (or drop --time-unit and give --rate)"
+            )
         label_columns: dict[str, str] = {}
         ranges: dict[str, tuple[float, float] | None] = {}
         for spec in label:
@@ -130,7 +135,7 @@ def import_command(
         result = import_csv(
             csv_file, out, channels=chans, window_seconds=window, hop_seconds=hop,
             modality_name=modality, units=unit_list, sample_rate_hz=rate, time_column=time_column,
-            time_unit=time_unit, label_columns=label_columns, label_names=names, regression=ranges,
+            time_unit=time_unit or "s", label_columns=label_columns, label_names=names, regression=ranges,
             player=player, player_column=player_column, session=session,
             min_labeled_fraction=min_labeled, description=description, overwrite=overwrite,
         )

@@ -42,10 +42,11 @@ OPTIONS = {
 }
 
 
-def args(**changed: str) -> list[str]:
-    """The options above, with ``changed`` ones replaced (``label_names="..."`` for --label-names)."""
+def args(**changed: str | None) -> list[str]:
+    """The options above, with ``changed`` ones replaced (``label_names="..."`` for --label-names;
+    None leaves the option out)."""
     opts = {**OPTIONS, **{"--" + k.replace("_", "-"): v for k, v in changed.items()}}
-    return [x for kv in opts.items() for x in kv]
+    return [x for k, v in opts.items() if v is not None for x in (k, v)]
 
 
 ARGS = args()
@@ -98,6 +99,7 @@ def test_info_prints_the_streams_and_labels_and_json(tmp_path: Path) -> None:
         ({"window": "0"}, "window_seconds (--window) must be a positive number of seconds, got 0.0"),
         ({"hop": "-1"}, "hop_seconds (--hop) must be a positive number of seconds, got -1.0"),
         ({"min_labeled": "2"}, "min_labeled_fraction (--min-labeled) must be in (0, 1], got 2.0"),
+        ({"time_column": None, "rate": "52"}, "no --time-column was given"),
     ],
 )
 def test_import_mistakes_get_a_clear_error_and_write_nothing(tmp_path: Path, changed: dict, message: str) -> None:
