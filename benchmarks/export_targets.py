@@ -168,6 +168,7 @@ def main() -> int:
                 prune_ratio=args.prune,
                 prune_round_to=args.prune_round_to,
                 fine_tune_epochs=args.fine_tune_epochs,
+                fine_tune_lr=args.fine_tune_lr,
             ),
         )
         export_s = time.perf_counter() - t0
