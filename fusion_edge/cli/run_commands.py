@@ -162,7 +162,8 @@ def run(
         if escalation_backend is None and esc is not None and esc.backend is not None:
             escalation_backend = esc.backend.value
         model = BundleModel(bundle, preference=prefs, escalation=esc.enabled if esc else True,
-                            threshold=esc.threshold if esc else None, escalation_backend=escalation_backend)
+                            threshold=esc.threshold if esc else None, escalation_backend=escalation_backend,
+                            players=len(kit_cfg.players) if kit_cfg is not None else None)
         stack.callback(model.close)
         if kit_cfg is not None:
             from fusion_edge.runtime.kit_runner import check_kit_windows

@@ -31,14 +31,19 @@ def _usable(var: Mapping[str, Any]) -> bool:
 
 
 def backend_specs(
-    manifest: Mapping[str, Any], root: Path, preference: Sequence[str], engine_cache: str | Path | None = None
+    manifest: Mapping[str, Any],
+    root: Path,
+    preference: Sequence[str],
+    engine_cache: str | Path | None = None,
+    players: int | None = None,
 ) -> list[BackendSpec]:
     """The chain for the compressed model: each preferred backend with its best variant.
 
     onnxruntime on CPU takes the INT8 CPU variant, then FP32; onnxruntime on CUDA and TensorRT
     take FP16, then FP32; a TensorRT engine is used when ``fusion-edge engine build`` left one:
     in the bundle's ``engines/`` folder, or in the engine cache (``engine_cache``, by default
-    `engine_cache.default_cache_dir`) built from one of this bundle's files.
+    `engine_cache.default_cache_dir`) built from one of this bundle's files, for at least
+    ``players`` players per batch when that is given.
     """
     variants = [v for v in manifest["variants"] if _usable(v)]
     by_target: dict[str, list[dict]] = {}
@@ -61,9 +66,11 @@ def backend_specs(
         elif kind == BackendKind.TENSORRT:
             engines = sorted((root / "engines").glob("*.engine")) if (root / "engines").is_dir() else []
             if engines:
-                specs.append(BackendSpec(kind, engines[0], "int8" if "int8" in engines[0].name else "fp16"))
+                name = engines[0].name
+                precision = "int8" if "int8" in name else "fp32" if "fp32" in name else "fp16"
+                specs.append(BackendSpec(kind, engines[0], precision))
             else:
-                cached = find_engines(manifest, engine_cache, installed_tensorrt())
+                cached = find_engines(manifest, engine_cache, installed_tensorrt(), players)
                 specs += [BackendSpec(kind, e.path, e.precision) for e in cached[:1]]
             continue
         else:
@@ -156,6 +163,7 @@ class BundleModel:
         verify: bool = True,
         escalation_backend: str | None = None,
         engine_cache: str | Path | None = None,
+        players: int | None = None,
     ) -> None:
         self.root = Path(bundle)
         self.manifest = verify_bundle(self.root) if verify else read_manifest(self.root)
@@ -166,7 +174,7 @@ class BundleModel:
             k: np.maximum(np.asarray(v["std"], np.float32), 1e-3)[None, :, None] for k, v in m["normalization"].items()
         }
         self.tasks = m["tasks"]
-        specs = backend_specs(m, self.root, preference, engine_cache)
+        specs = backend_specs(m, self.root, preference, engine_cache, players)
         if not specs:
             raise BundleError(
                 f"{self.root}: none of the preferred backends {list(preference)} has a variant in "

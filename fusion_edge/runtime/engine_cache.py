@@ -62,13 +62,18 @@ class CachedEngine:
 
 
 def find_engines(
-    manifest: Mapping[str, Any], cache_dir: str | Path | None = None, tensorrt: str | None = None
+    manifest: Mapping[str, Any],
+    cache_dir: str | Path | None = None,
+    tensorrt: str | None = None,
+    min_batch: int | None = None,
 ) -> list[CachedEngine]:
     """The cache's engines built from this bundle's files, best first.
 
     Best: built with the installed TensorRT (``tensorrt``; an engine from another version does
     not deserialize), then the smallest precision (`PRECISION_ORDER`), then the largest batch.
-    A description that cannot be read, or whose engine file is gone, is passed over.
+    A description that cannot be read, or whose engine file is gone, is passed over, and so is
+    an engine whose largest batch is under ``min_batch`` (the kit's player count: its profile
+    could not take the whole squad in one hop).
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     shas = {v.get("sha256") for v in manifest.get("variants", []) if isinstance(v, Mapping)}
@@ -88,10 +93,12 @@ def find_engines(
         if not engine.is_file() or precision not in PRECISION_ORDER:
             continue
         batch = info.get("max_batch")
+        batch = batch if isinstance(batch, int) and not isinstance(batch, bool) else 0
+        if min_batch is not None and batch < min_batch:
+            continue
         found.append(
             CachedEngine(
-                engine, precision, str(info.get("tensorrt")) if info.get("tensorrt") else None,
-                batch if isinstance(batch, int) and not isinstance(batch, bool) else 0,
+                engine, precision, str(info.get("tensorrt")) if info.get("tensorrt") else None, batch
             )
         )
     found.sort(

@@ -59,3 +59,20 @@ def test_the_kit_chain_takes_a_cached_engine_and_keeps_onnxruntime_behind_it(tmp
 def test_without_an_engine_the_tensorrt_preference_is_passed_over(tmp_path: Path) -> None:
     specs = backend_specs(MANIFEST, tmp_path, ["tensorrt", "onnxruntime-cpu"], engine_cache=tmp_path / "none")
     assert [s.kind for s in specs] == [BackendKind.ONNXRUNTIME_CPU]
+
+
+def test_an_engine_too_small_for_the_kits_squad_is_passed_over(tmp_path: Path) -> None:
+    """A 5-player engine cannot take an 11-player hop in one batch: the chain would fall through."""
+    small = cached(tmp_path, "b" * 64, "int8", batch=5)
+    squad = cached(tmp_path, "a" * 64, "fp16", batch=22)
+    assert [e.path for e in find_engines(MANIFEST, tmp_path, min_batch=11)] == [squad]
+    assert [e.path for e in find_engines(MANIFEST, tmp_path, min_batch=5)] == [small, squad]
+    specs = backend_specs(MANIFEST, tmp_path, ["tensorrt"], engine_cache=tmp_path, players=11)
+    assert [(s.file, s.precision) for s in specs] == [(squad, "fp16")]
+
+
+def test_an_engine_put_in_the_bundle_by_hand_is_labelled_by_its_name(tmp_path: Path) -> None:
+    (tmp_path / "engines").mkdir()
+    (tmp_path / "engines" / "model_fp32.engine").write_bytes(b"plan")
+    specs = backend_specs(MANIFEST, tmp_path, ["tensorrt"], engine_cache=tmp_path / "none")
+    assert [s.precision for s in specs] == ["fp32"]
