@@ -306,6 +306,12 @@ def import_csv(
         if task not in label_columns:
             flag = "--label" if task in names_given else "--regression"
             raise DatasetError(f"task {task!r} has no column: give it with {flag} (label_columns)")
+    both = [task for task in names_given if task in regression]
+    if both:
+        raise DatasetError(
+            f"task {both[0]!r} is given label names (--label-names, label_names) and a range "
+            "(--regression, regression): a task is a class task with names or a numeric one, not both"
+        )
     if (player is None) == (player_column is None):
         raise DatasetError("give exactly one of player (--player, one id for the file) or player_column "
                            "(--player-column, a column naming each row's player)")

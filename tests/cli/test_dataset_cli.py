@@ -100,6 +100,7 @@ def test_info_prints_the_streams_and_labels_and_json(tmp_path: Path) -> None:
         ({"hop": "-1"}, "hop_seconds (--hop) must be a positive number of seconds, got -1.0"),
         ({"min_labeled": "2"}, "min_labeled_fraction (--min-labeled) must be in (0, 1], got 2.0"),
         ({"time_column": None, "rate": "52"}, "no --time-column was given"),
+        ({"label_names": "effort=low,high"}, "task 'effort' is given label names"),
     ],
 )
 def test_import_mistakes_get_a_clear_error_and_write_nothing(tmp_path: Path, changed: dict, message: str) -> None:
