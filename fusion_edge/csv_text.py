@@ -9,10 +9,9 @@ column is the caller's to refuse, naming its line.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from typing import TextIO
 
-__all__ = ["MISSING", "delimiter", "file_delimiter", "is_missing", "number"]
+__all__ = ["MISSING", "delimiter", "sniff_delimiter", "is_missing", "number"]
 
 #: Cells that mean "no value", as an empty cell does (compared in lower case).
 MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -25,10 +24,12 @@ def delimiter(header_line: str) -> str:
     return next((d for d in (";", "\t") if d in header_line), ",")
 
 
-def file_delimiter(path: str | os.PathLike[str]) -> str:
-    """`delimiter` of a file's first line (UTF-8, a BOM skipped)."""
-    with Path(path).open(newline="", encoding="utf-8-sig") as f:
-        return delimiter(f.readline())
+def sniff_delimiter(f: TextIO) -> str:
+    """`delimiter` of an open file's first line; the file is left where it was."""
+    start = f.tell()
+    sep = delimiter(f.readline())
+    f.seek(start)
+    return sep
 
 
 def is_missing(cell: str) -> bool:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion_edge.csv_text import file_delimiter
+from fusion_edge.csv_text import sniff_delimiter
 from fusion_edge.errors import CalibrationError
 
 __all__ = [
@@ -397,9 +397,9 @@ def read_clock_csv(path: str | Path) -> list[ClockObservation]:
         )
     out: list[ClockObservation] = []
     try:
-        sep = file_delimiter(path)  # ';' files (Excel, decimal-comma locales) read as ',' ones
         with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel) is not part of the header
-            reader = csv.DictReader(f, delimiter=sep)
+            # ';' files (Excel, decimal-comma locales) read as ',' ones
+            reader = csv.DictReader(f, delimiter=sniff_delimiter(f))
             names = [n.strip() for n in (reader.fieldnames or [])]
             missing = [c for c in wanted if c not in names]
             if missing:

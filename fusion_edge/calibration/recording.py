@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion_edge.csv_text import file_delimiter, is_missing, number
+from fusion_edge.csv_text import is_missing, number, sniff_delimiter
 from fusion_edge.errors import CalibrationError
 
 __all__ = [
@@ -187,8 +187,8 @@ def read_imu_csv(path: str | Path) -> ImuRecording:
 
 
 def _read_imu_csv(path: Path) -> ImuRecording:
-    sep = file_delimiter(path)  # ';' files (Excel, decimal-comma locales) read as ',' ones
     with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel) is not part of the header
+        sep = sniff_delimiter(f)  # ';' files (Excel, decimal-comma locales) read as ',' ones
         reader = csv.reader(f, delimiter=sep)
         header = next(reader, None)
         if header is None:

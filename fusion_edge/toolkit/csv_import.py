@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from fusion_edge.csv_text import delimiter, file_delimiter, is_missing, number
+from fusion_edge.csv_text import is_missing, number, sniff_delimiter
 from fusion_edge.errors import DatasetError
 from fusion_edge.toolkit.dataset import (
     MISSING_CLASS,
@@ -82,13 +82,13 @@ def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list
 
 def _read_csv(
     path: Path, columns: Sequence[str], roles: Mapping[str, str] | None = None
-) -> tuple[dict[str, list[str]], list[int]]:
-    """`read_csv_columns`, plus the file line of each row; ``roles`` names, for the message
-    about a missing column, the argument (and option) that asked for it."""
+) -> tuple[dict[str, list[str]], list[int], str]:
+    """`read_csv_columns`, plus the file line of each row and the cell separator; ``roles``
+    names, for the message about a missing column, the argument (and option) that asked for it."""
     if not path.is_file():
         raise DatasetError(f"{path} not found. Check the path of the CSV recording")
     try:
-        out, lines = _read_utf8_csv(path, columns, roles)
+        out, lines, sep = _read_utf8_csv(path, columns, roles)
     except UnicodeDecodeError as exc:
         raise DatasetError(
             f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} cannot be read): save it "
@@ -96,16 +96,14 @@ def _read_csv(
             f"{path.name} > {path.stem}-utf8.csv") from None
     if not lines:
         raise DatasetError(f"{path} has a header but no data rows: expected one row per sample")
-    return out, lines
+    return out, lines, sep
 
 
 def _read_utf8_csv(
     path: Path, columns: Sequence[str], roles: Mapping[str, str] | None
-) -> tuple[dict[str, list[str]], list[int]]:
+) -> tuple[dict[str, list[str]], list[int], str]:
     with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
-        first = f.readline()
-        f.seek(0)
-        reader = csv.reader(f, delimiter=delimiter(first))
+        reader = csv.reader(f, delimiter=sniff_delimiter(f))
         header = [h.strip() for h in next(reader, [])]
         if not header:
             raise DatasetError(f"{path} is empty: expected a header row and one row per sample")
@@ -145,12 +143,7 @@ def _read_utf8_csv(
             lines.append(line)
             for c, i in zip(columns, index, strict=True):
                 out[c].append(row[i].strip())
-    return out, lines
-
-
-def _decimal_comma(path: Path) -> bool:
-    """Whether a CSV's cells are not separated by commas, so ``1,25`` can only mean 1.25."""
-    return file_delimiter(path) != ","
+    return out, lines, reader.dialect.delimiter
 
 
 def _numbers(
@@ -174,12 +167,12 @@ def _numbers(
         try:
             out[i] = number(cell, decimal_comma)
         except ValueError:
-            hint = (
+            advice = (
                 "; write decimals with a point (1.25), or export the CSV with ',' between cells "
                 "and '.' in numbers"
                 if re.fullmatch(r"[+-]?\d+,\d+", cell) else hint
             )
-            raise DatasetError(f"{where}: {cell!r} in column {column!r} is not a number{hint}") from None
+            raise DatasetError(f"{where}: {cell!r} in column {column!r} is not a number{advice}") from None
         if not math.isfinite(out[i]):  # 'inf', '-Infinity': an overflow, not a missing sample
             raise DatasetError(f"{where}: {cell!r} in column {column!r} is not a finite number; fix "
                                "the cell or leave it empty")
@@ -326,8 +319,8 @@ def import_csv(
         roles.setdefault(time_column, "time_column (--time-column)")
     if player_column is not None:
         roles.setdefault(player_column, "player_column (--player-column)")
-    cols, lines = _read_csv(csv_path, list(roles), roles)
-    comma = _decimal_comma(csv_path)
+    cols, lines, sep = _read_csv(csv_path, list(roles), roles)
+    comma = sep != ","  # cells not separated by commas: '1,25' can only mean 1.25
     n = len(lines)
 
     if player_column is not None:
