@@ -151,10 +151,10 @@ def write_report(folder: Path, rows: Sequence[Mapping[str, Any]], extra: Mapping
 
 def speedup_cell(row: Mapping[str, Any], against: str, squad: int) -> str:
     """``"4.46 / 1.64"``: a row's speedup ``against`` (``vs_fp32_ort`` / ``vs_torch``) at batch 1
-    and at the squad size; a report written before batch 1 was kept gives the squad's alone."""
+    and at the squad size; ``-`` for a row that was not timed."""
     by_batch = row.get("speedups") or {}
     if not by_batch:
-        return _fmt(row.get(f"speedup_{against}"))
+        return "-"
     return " / ".join(_fmt((by_batch.get(f"batch_{b}") or {}).get(against)) for b in (1, squad))
 
 
