@@ -125,7 +125,9 @@ def train(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, m in result.val_metrics.items():
-        if "accuracy" in m:
+        if not m["support"]:
+            table.add_row(name, "no labelled validation windows", "-")
+        elif "accuracy" in m:
             table.add_row(name, "accuracy", f"{m['accuracy']:.3f}")
             table.add_row("", "macro-F1", f"{m['macro_f1']:.3f}")
         else:
@@ -286,23 +288,23 @@ def print_seed_summary(summary: dict) -> None:
     table.add_column("model")
     for t in tasks:
         table.add_column(t, justify="right")
+    def cell(c: dict, sign: str = "") -> str:
+        if c["mean"] is None:
+            return "no labels"
+        text = f"{100 * c['mean']:{sign}.1f} +- {100 * c['sd']:.1f}"
+        return text if "helps" not in c else f"{text} {'helps' if c['helps'] else 'no'}"
+
     for row in summary["rows"]:
-        cells = (row["tasks"][t] for t in tasks)
-        table.add_row(row["name"], *(f"{100 * c['mean']:.1f} +- {100 * c['sd']:.1f}" for c in cells))
+        table.add_row(row["name"], *(cell(row["tasks"][t]) for t in tasks))
     for step in summary["steps"]:
-        table.add_row(
-            f"  step {step['to']}",
-            *(
-                f"{100 * step['tasks'][t]['mean']:+.1f} +- {100 * step['tasks'][t]['sd']:.1f} "
-                f"{'helps' if step['tasks'][t]['helps'] else 'no'}"
-                for t in tasks
-            ),
-        )
+        table.add_row(f"  step {step['to']}", *(cell(step["tasks"][t], "+") for t in tasks))
     console.print(table)
 
 
 def print_ablation(res: dict) -> None:
     """The ablation as the paper's table."""
+    from fusion_edge.toolkit.ablation import headline as ablation_headline  # torch: it ran already
+
     table = Table(title=f"Ablation on {res['test_windows']} held-out windows")
     table.add_column("model")
     names = list(res["rows"][0]["tasks"])
@@ -313,8 +315,8 @@ def print_ablation(res: dict) -> None:
     for row in res["rows"]:
         cells = []
         for n in names:
-            m = row["tasks"][n]
-            cells.append(f"{100 * m['accuracy']:.1f}%" if "accuracy" in m else f"{100 * m['relative_error']:.1f}%")
+            score = ablation_headline(row["tasks"][n])
+            cells.append("no labels" if score is None else f"{100 * score:.1f}%")
         table.add_row(row["name"], *cells, f"{row['parameters']:,}")
     console.print(table)
 

@@ -33,6 +33,7 @@ __all__ = [
     "onnx_latency",
     "torch_latency",
     "budget_check",
+    "unscored_heads",
     "headline",
 ]
 
@@ -80,12 +81,19 @@ def score_torch(model: MultimodalCnnLstm, spec: DatasetSpec, data: HeldOut) -> d
     return task_metrics(model.config, spec, outs, list(data.targets))
 
 
-def headline(metrics: dict[str, Any]) -> dict[str, float]:
-    """One number per task: accuracy for class heads, relative error for regression heads."""
-    return {
-        k: float(v["accuracy"] if "accuracy" in v else v["relative_error"])
-        for k, v in metrics.items()
-    }
+def headline(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """One number per task: accuracy for class heads, relative error for regression heads;
+    None for a head none of the scored windows has a label for."""
+    out: dict[str, float | None] = {}
+    for k, v in metrics.items():
+        score = v["accuracy"] if "accuracy" in v else v["relative_error"]
+        out[k] = None if score is None else float(score)
+    return out
+
+
+def unscored_heads(metrics: dict[str, Any]) -> list[str]:
+    """The heads none of the scored windows has a label for (their scores are None)."""
+    return [k for k, v in metrics.items() if not v["support"]]
 
 
 def budget_check(
@@ -95,13 +103,16 @@ def budget_check(
 
     Returns:
         ``(ok, {"loss": ..., "per_task": {task: {"delta": ..., "ok": ...}}})``; ``loss`` sums the
-        overshoot of every head (0 when all are within budget) and ranks candidates.
+        overshoot of every head (0 when all are within budget) and ranks candidates. A head with
+        no labelled window cannot be judged: it reads ``{"ok": True, "checked": False}``.
     """
     per: dict[str, Any] = {}
     loss = 0.0
     for task, ref in reference.items():
         cand = candidate[task]
-        if "accuracy" in ref:
+        if not ref["support"]:
+            per[task] = {"ok": True, "checked": False}
+        elif "accuracy" in ref:
             delta = cand["accuracy"] - ref["accuracy"]
             over = max(0.0, -delta - budget.max_accuracy_drop)
             per[task] = {"delta": delta, "ok": over == 0.0}

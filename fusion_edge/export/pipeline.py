@@ -38,6 +38,7 @@ from fusion_edge.export.measure import (
     score_onnx,
     score_torch,
     torch_latency,
+    unscored_heads,
 )
 from fusion_edge.export.onnx_export import check_onnx, export_onnx
 from fusion_edge.export.quantize import (
@@ -341,6 +342,14 @@ def export(
 
     full_model = model  # the escalation model stays the trained one, pruned or not
     torch_metrics = score_torch(model, spec, held)
+    unscored = unscored_heads(torch_metrics)
+    if unscored:
+        notes.append(
+            f"no {split} window carries a label of {', '.join(unscored)}: the table has no "
+            "score for those heads and the accuracy budget could not check them; export with "
+            "a dataset whose held-out players have those labels to have them checked"
+        )
+        say(f"warning: {notes[-1]}")
     rows.append(
         {
             "variant": "pytorch",
@@ -703,6 +712,11 @@ def _quantization_aware(
     return trial, tuned, record
 
 
+def _differences(h: dict[str, float | None], ref: dict[str, float | None]) -> dict[str, float]:
+    """``h - ref`` per head both scored (a head with no labelled window has no delta)."""
+    return {k: v - ref[k] for k, v in h.items() if v is not None and ref.get(k) is not None}
+
+
 def _relate(
     rows: list[dict[str, Any]], fp32_metrics: dict[str, Any], torch_row: dict[str, Any]
 ) -> None:
@@ -727,7 +741,7 @@ def _relate(
                 if k in fp32_row["latency_ms"] and k in torch_row["latency_ms"] and lat[k]
             }
         if prev is not None and h:
-            r["delta_prev"] = {k: h[k] - prev[k] for k in h if k in prev}
+            r["delta_prev"] = _differences(h, prev)
         if h and r["variant"] not in ("pytorch",):
-            r["delta_fp32"] = {k: h[k] - base_h[k] for k in h if k in base_h}
+            r["delta_fp32"] = _differences(h, base_h)
         prev = h or prev

@@ -72,6 +72,11 @@ def run_ablation(
         if log:
             log(f"the dataset has one task ({all_tasks[0]}): the +multitask row needs two or "
                 "more tasks and is left out")
+    unscored = _unlabelled_tasks(dataset, test_idx)
+    if unscored and log:
+        log(f"no held-out window of this split carries a label of {', '.join(unscored)}, so "
+            "those columns have no score: label some of the held-out players' windows, or try "
+            "another --seed (another split)")
     out_rows = []
     for row in rows:
         groups = [all_tasks] if row.multitask else [(t,) for t in all_tasks]
@@ -91,8 +96,20 @@ def run_ablation(
     return {"rows": out_rows, "split": split.to_json(), "test_windows": int(test_idx.size)}
 
 
-def headline(metrics: dict[str, Any]) -> float:
-    """Accuracy of a class task, relative error of a regression task."""
+def _unlabelled_tasks(dataset: Dataset, idx: np.ndarray) -> list[str]:
+    """The tasks none of the windows ``idx`` has a label for (-1 / NaN)."""
+    out = []
+    for t in dataset.spec.tasks:
+        y = dataset.targets[t.name][idx]
+        labelled = (y >= 0) if t.is_classification else ~np.isnan(y)
+        if not labelled.any():
+            out.append(t.name)
+    return out
+
+
+def headline(metrics: dict[str, Any]) -> float | None:
+    """Accuracy of a class task, relative error of a regression task; None when no held-out
+    window had its label."""
     return metrics["accuracy"] if "accuracy" in metrics else metrics["relative_error"]
 
 
@@ -103,6 +120,8 @@ def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     is what one run of the table can be trusted to. Steps are paired: the change a step makes is
     taken within each seed (same split) and then averaged. Headlines are accuracy for class
     tasks and relative error for regression tasks (lower is better; ``helps`` accounts for it).
+    A seed whose held-out players had no label of a task is left out of that task's figures
+    (its value is None); a figure no seed scored is None.
 
     Returns ``{"seeds", "rows": [{"name", "tasks": {task: {"mean", "sd", "values"}}}],
     "steps": [{"from", "to", "tasks": {task: {"mean", "sd", "values", "helps"}}}]}``.
@@ -114,13 +133,17 @@ def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
     lower_better = {t: "accuracy" not in runs[0]["rows"][0]["tasks"][t] for t in tasks}
 
     def values(row: int, task: str) -> np.ndarray:
-        return np.array([headline(run["rows"][row]["tasks"][task]) for run in runs])
+        """One headline per seed; NaN for a seed whose split had no label of ``task``."""
+        v = [headline(run["rows"][row]["tasks"][task]) for run in runs]
+        return np.array([np.nan if x is None else x for x in v], dtype=float)
 
     def stats(v: np.ndarray) -> dict[str, Any]:
+        """Over the seeds that scored; mean and sd None when none did."""
+        ok = v[np.isfinite(v)]
         return {
-            "mean": float(v.mean()),
-            "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "values": [float(x) for x in v],
+            "mean": float(ok.mean()) if ok.size else None,
+            "sd": (float(ok.std(ddof=1)) if ok.size > 1 else 0.0) if ok.size else None,
+            "values": [float(x) if np.isfinite(x) else None for x in v],
         }
 
     rows = [{"name": n, "tasks": {t: stats(values(i, t)) for t in tasks}} for i, n in enumerate(names)]
@@ -130,7 +153,10 @@ def summarize_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for t in tasks:
             d = values(i, t) - values(i - 1, t)
             s = stats(d)
-            s["helps"] = bool(s["mean"] < 0 if lower_better[t] else s["mean"] > 0)
+            if s["mean"] is None:
+                s["helps"] = None  # no seed scored both rows
+            else:
+                s["helps"] = bool(s["mean"] < 0 if lower_better[t] else s["mean"] > 0)
             per_task[t] = s
         steps.append({"from": names[i - 1], "to": names[i], "tasks": per_task})
     return {"seeds": len(runs), "rows": rows, "steps": steps}

@@ -152,12 +152,7 @@ def evaluate_run(
     ]
     outputs = predict(model, xs)
     ys = [dataset.targets[name][idx] for name, _, _ in info.model.tasks]
-    tasks = task_metrics(info.model, dataset.spec, outputs, ys)
-    for metrics in tasks.values():
-        if metrics["support"] == 0:  # no labelled window: no score (not 0 accuracy, not NaN)
-            for key in ("accuracy", "macro_f1", "mae", "relative_error", "rmse"):
-                if key in metrics:
-                    metrics[key] = None
+    tasks = task_metrics(info.model, dataset.spec, outputs, ys)  # None scores where unlabelled
     result = {
         "tasks": tasks,
         "windows": int(idx.size),

@@ -14,7 +14,8 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
 
     Returns ``accuracy``, ``macro_f1`` (over classes present in truth or prediction),
     ``per_class_recall`` (label -> recall, None where the class never occurs) and
-    ``confusion`` (rows: truth, columns: prediction), plus ``support``.
+    ``confusion`` (rows: truth, columns: prediction), plus ``support``. With no labelled
+    window (``support`` 0) there is no score: ``accuracy`` and ``macro_f1`` are None, not 0.
     """
     keep = y_true >= 0
     t, p = y_true[keep].astype(np.int64), y_pred[keep].astype(np.int64)
@@ -29,9 +30,10 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
     present = (support > 0) | (predicted > 0)
     r0 = np.nan_to_num(recall)
     f1 = np.divide(2 * precision * r0, precision + r0, out=np.zeros(k), where=(precision + r0) > 0)
+    scored = t.size > 0
     return {
-        "accuracy": float(tp.sum() / max(t.size, 1)),
-        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "accuracy": float(tp.sum() / t.size) if scored else None,
+        "macro_f1": (float(f1[present].mean()) if present.any() else 0.0) if scored else None,
         "per_class_recall": {
             labels[i]: (None if np.isnan(recall[i]) else float(recall[i])) for i in range(k)
         },
@@ -44,17 +46,20 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
 def regression_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, value_range: tuple[float, float] | None
 ) -> dict[str, Any]:
-    """``mae`` and ``relative_error`` (MAE over the task's range: the paper's feedback error)."""
+    """``mae`` and ``relative_error`` (MAE over the task's range: the paper's feedback error),
+    ``rmse`` and ``support``; None for the three scores when no window is labelled."""
     keep = ~np.isnan(y_true)
     err = np.abs(y_true[keep] - y_pred[keep])
-    mae = float(err.mean()) if err.size else float("nan")
+    if not err.size:
+        return {"mae": None, "relative_error": None, "rmse": None, "support": 0}
+    mae = float(err.mean())
     if value_range is not None and value_range[1] > value_range[0]:
         scale = value_range[1] - value_range[0]
     else:
-        scale = float(np.ptp(y_true[keep])) if err.size else 1.0
+        scale = float(np.ptp(y_true[keep]))
     return {
         "mae": mae,
         "relative_error": mae / scale if scale > 0 else float("nan"),
-        "rmse": float(np.sqrt((err**2).mean())) if err.size else float("nan"),
+        "rmse": float(np.sqrt((err**2).mean())),
         "support": int(err.size),
     }

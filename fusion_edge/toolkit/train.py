@@ -345,13 +345,18 @@ def train(
     )
 
 
-def _headline(m: dict[str, Any]) -> float:
+def _headline(m: dict[str, Any]) -> float | None:
+    """Accuracy or MAE; None for a task with no labelled validation window."""
     return m["accuracy"] if "accuracy" in m else m["mae"]
 
 
 def _describe(row: dict[str, Any]) -> str:
     parts = [f"epoch {row['epoch']}", f"val loss {row['val_loss']:.3f}"]
-    parts += [f"{k[4:]} {v:.3f}" for k, v in row.items() if k.startswith("val_") and k != "val_loss"]
+    parts += [
+        f"{k[4:]} {'-' if v is None else format(v, '.3f')}"
+        for k, v in row.items()
+        if k.startswith("val_") and k != "val_loss"
+    ]
     return " | ".join(parts)
 
 

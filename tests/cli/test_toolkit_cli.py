@@ -418,3 +418,29 @@ def test_ablation_on_a_single_task_leaves_out_the_multitask_row(workflow: dict, 
     assert res.exit_code == 0, res.output
     assert "+multitask row needs two or more tasks" in flat(res.output)
     assert [r["name"] for r in json.loads(out.read_text())["rows"]] == ["CNN only", "+LSTM", "+attention"]
+
+
+def test_ablation_with_no_held_out_quality_label_says_so_instead_of_a_score(
+    workflow: dict, tmp_path: Path
+) -> None:
+    """Quality rated for the training players only: the table used to read nan% / 0.0%."""
+    import numpy as np
+
+    from fusion_edge.toolkit.dataset import Dataset, write_dataset
+    from fusion_edge.toolkit.splits import split_by_player
+
+    ds = Dataset.open(workflow["data"])
+    split = split_by_player(ds.player, seed=0)
+    targets = dict(ds.targets)
+    rated = np.isin(ds.player.astype(str), np.asarray(split.train))
+    targets["quality"] = np.where(rated, targets["quality"], np.nan).astype(np.float32)
+    data = write_dataset(tmp_path / "d", ds.spec, dict(ds.inputs), targets, ds.player, ds.session)
+    out = tmp_path / "a.json"
+    res = invoke("ablation", "--data", data, "--epochs", "1", "--json", out)
+    assert res.exit_code == 0, res.output
+    text = flat(res.output)
+    assert "no held-out window of this split carries a label of quality" in text
+    assert "no labels" in text and "nan" not in text
+    doc = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert all(r["tasks"]["quality"]["relative_error"] is None for r in doc["rows"])
+    assert all(r["tasks"]["action"]["accuracy"] is not None for r in doc["rows"])

@@ -427,3 +427,41 @@ def test_the_default_calibration_set_shrinks_to_a_small_runs_training_windows(
     assert len(calibration_set(info, ds, ExportConfig())) == train
     with pytest.raises(CalibrationError, match=f"asked for {train + 1} calibration windows but only {train}"):
         calibration_set(info, ds, ExportConfig(calibration_windows=train + 1))
+
+
+def test_a_head_the_held_out_players_have_no_label_for_is_unscored_not_zero(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """Quality rated only for the training players: the table used to show 0.0 / nan for it,
+    and the INT8 budget compared nothing with nothing."""
+    from fusion_edge.toolkit.checkpoint import read_run_info
+    from fusion_edge.toolkit.dataset import Dataset, write_dataset
+
+    info, ds = read_run_info(tiny_run), Dataset.open(tiny_data)
+    targets = dict(ds.targets)
+    rated = np.isin(ds.player.astype(str), np.asarray(info.split.train))
+    targets["quality"] = np.where(rated, targets["quality"], np.nan).astype(np.float32)
+    data = write_dataset(tmp_path / "d", ds.spec, dict(ds.inputs), targets, ds.player, ds.session)
+    cfg = ExportConfig(precisions=("fp32", "int8"), calibration_windows=32, latency_runs=1, squad_size=3)
+    res = export(tiny_run, data, tmp_path / "bundle", cfg)
+    assert any("no test window carries a label of quality" in n for n in res.notes)
+    by = {r["variant"]: r for r in res.rows}
+    for r in by.values():
+        if "headline" in r:
+            assert r["headline"]["quality"] is None and r["headline"]["action"] is not None
+    assert "quality" not in by["int8_cpu"]["delta_fp32"] and "action" in by["int8_cpu"]["delta_fp32"]
+    report = json.loads((tmp_path / "bundle" / "report.json").read_text(),
+                        parse_constant=lambda c: pytest.fail(f"{c} in report.json"))
+    assert report["rows"][0]["headline"]["quality"] is None
+    verify_bundle(tmp_path / "bundle")
+
+
+def test_budget_check_passes_over_a_head_with_no_labelled_window() -> None:
+    from fusion_edge.export.measure import AccuracyBudget, budget_check
+
+    ref = {"action": {"accuracy": 0.9, "support": 10}, "quality": {"relative_error": None, "support": 0}}
+    worse = {"action": {"accuracy": 0.8, "support": 10}, "quality": {"relative_error": None, "support": 0}}
+    ok, detail = budget_check(ref, worse, AccuracyBudget(0.005, 0.1))
+    assert not ok and detail["per_task"]["quality"] == {"ok": True, "checked": False}
+    ok, _ = budget_check(ref, ref, AccuracyBudget(0.005, 0.1))
+    assert ok

@@ -43,3 +43,26 @@ def test_single_seed_has_zero_spread_and_empty_is_refused() -> None:
     assert s["rows"][3]["tasks"]["action"]["sd"] == 0.0
     with pytest.raises(ValueError, match="no ablation runs"):
         summarize_seeds([])
+
+
+def test_a_seed_without_labels_of_a_task_is_left_out_of_that_task_only() -> None:
+    # Seed 1's held-out players had no quality label: its quality headlines are None.
+    runs = [
+        _run([0.80, 0.90, 0.91, 0.93], [0.10, 0.09, 0.08, 0.07]),
+        _run([0.70, 0.84, 0.83, 0.86], [None] * 4),
+        _run([0.72, 0.86, 0.88, 0.87], [0.12, 0.10, 0.09, 0.09]),
+    ]
+    s = summarize_seeds(runs)
+    quality = s["rows"][0]["tasks"]["quality"]
+    assert quality["values"] == [0.10, None, 0.12]
+    assert quality["mean"] == pytest.approx(0.11)
+    steps = {st["to"]: st["tasks"] for st in s["steps"]}
+    assert steps["+multitask"]["quality"]["values"] == pytest.approx([-0.01, None, 0.0])
+    assert steps["+multitask"]["quality"]["helps"]
+    assert s["rows"][0]["tasks"]["action"]["mean"] == pytest.approx(0.74)  # all three seeds
+
+
+def test_a_task_no_seed_scored_has_no_figures() -> None:
+    s = summarize_seeds([_run([0.8, 0.9, 0.9, 0.95], [None] * 4)] * 2)
+    assert s["rows"][1]["tasks"]["quality"] == {"mean": None, "sd": None, "values": [None, None]}
+    assert s["steps"][0]["tasks"]["quality"]["helps"] is None

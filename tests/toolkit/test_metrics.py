@@ -48,12 +48,10 @@ def test_a_class_predicted_but_never_true_counts_against_macro_f1() -> None:
     assert m["macro_f1"] == pytest.approx((2 / 3 + 1.0 + 0.0) / 3)
 
 
-def test_perfect_and_no_windows() -> None:
+def test_perfect() -> None:
     y = np.array([2, 1, 0, 2])
     m = classification_metrics(y, y, LABELS)
     assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0
-    empty = classification_metrics(np.array([-1, -1]), np.array([0, 1]), LABELS)
-    assert empty["support"] == 0 and empty["accuracy"] == 0.0 and empty["macro_f1"] == 0.0
 
 
 def test_regression_hand_computed_with_nan_ignored() -> None:
@@ -71,6 +69,13 @@ def test_regression_without_a_range_uses_the_spread_of_the_truth() -> None:
     assert m["relative_error"] == pytest.approx(0.1 / 0.8)
 
 
-def test_regression_with_no_labelled_window() -> None:
+def test_regression_with_no_labelled_window_has_no_score() -> None:
     m = regression_metrics(np.array([np.nan, np.nan]), np.array([1.0, 2.0]), (0.0, 1.0))
-    assert m["support"] == 0 and np.isnan(m["mae"]) and np.isnan(m["rmse"])
+    assert m == {"mae": None, "relative_error": None, "rmse": None, "support": 0}
+
+
+def test_classification_with_no_labelled_window_has_no_score_not_zero() -> None:
+    m = classification_metrics(np.array([-1, -1]), np.array([0, 1]), LABELS)
+    assert m["support"] == 0 and m["accuracy"] is None and m["macro_f1"] is None
+    assert all(v is None for v in m["per_class_recall"].values())
+    assert m["confusion"] == [[0] * 3] * 3
