@@ -165,8 +165,12 @@ def evaluate_run(
         write_json(json_path, result)
     if plots_dir is not None:
         for name, metrics in result["tasks"].items():
+            png = Path(plots_dir) / f"confusion_{name}.png"
             if "confusion" in metrics and metrics["support"]:
-                plot_confusion(metrics, Path(plots_dir) / f"confusion_{name}.png", title=f"{name} ({used})")
+                plot_confusion(metrics, png, title=f"{name} ({used})")
+            elif "confusion" in metrics:
+                # No labelled window, so no plot: an earlier evaluation's would read as this one's.
+                png.unlink(missing_ok=True)
     return result
 
 

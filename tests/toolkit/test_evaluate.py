@@ -223,7 +223,11 @@ def test_a_task_without_labels_is_reported_as_such_not_as_zero(trained_run, tmp_
     targets["action"] = np.full(len(ds), -1)
     targets["quality"] = np.full(len(ds), np.nan, dtype=np.float32)
     data = write_dataset(tmp_path / "d", spec, dict(ds.inputs), targets, ds.player, ds.session)
-    res = evaluate_run(trained_run.path, data, json_path=tmp_path / "m.json")
+    plots = tmp_path / "plots"
+    evaluate_run(trained_run.path, root, plots_dir=plots)  # all labelled: both plots
+    res = evaluate_run(trained_run.path, data, json_path=tmp_path / "m.json", plots_dir=plots)
+    # The earlier action plot would read as this evaluation's; it goes, tactic's is redrawn.
+    assert sorted(p.name for p in plots.iterdir()) == ["confusion_tactic.png"]
     doc = json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
     for name in ("action", "quality"):
         m = doc["tasks"][name]
