@@ -141,9 +141,16 @@ def import_command(
         )
         summary = Dataset.open(out).summary()
     console.print(
-        f"wrote {result.num_windows} windows of {window:g} s ({result.window_samples} samples at "
-        f"{result.sample_rate_hz:g} Hz) from {len(summary['players'])} player(s) to [bold]{escape(str(out))}[/]"
+        f"wrote {result.num_windows} windows of {result.window_seconds:g} s ({result.window_samples} "
+        f"samples at {result.sample_rate_hz:g} Hz) from {len(summary['players'])} player(s) to "
+        f"[bold]{escape(str(out))}[/]"
     )
+    for flag, asked, cut in (("--window", window, result.window_seconds), ("--hop", hop, result.hop_seconds)):
+        if abs(asked - cut) > 1e-9 * max(asked, 1.0):
+            console.print(
+                f"note: {flag} {asked:g} s is {asked * result.sample_rate_hz:.3g} samples at "
+                f"{result.sample_rate_hz:g} Hz; whole samples give {cut:g} s, which dataset.json records"
+            )
     if result.gaps or result.dropped_nan_windows:
         console.print(
             f"{result.gaps} time gap(s) split the recording; {result.dropped_nan_windows} window(s) "

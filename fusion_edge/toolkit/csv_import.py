@@ -58,6 +58,9 @@ class CsvImportResult:
         labels: Class task -> label names in index order (inferred ones included).
         dropped_nan_windows: Windows dropped because a channel had an empty/non-numeric cell.
         gaps: Time gaps found (windows never span one).
+        window_seconds: The window written, ``window_samples / sample_rate_hz``: the length asked
+            for rounded to whole samples (dataset.json records this one).
+        hop_seconds: The hop written, likewise rounded to whole samples (at least one).
     """
 
     root: Path
@@ -67,6 +70,8 @@ class CsvImportResult:
     labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     dropped_nan_windows: int = 0
     gaps: int = 0
+    window_seconds: float = 0.0
+    hop_seconds: float = 0.0
 
 
 def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list[str]]:
@@ -380,6 +385,9 @@ def import_csv(
             f"at {sample_rate_hz:g} Hz ({rate_origin}). Check --time-unit (time_unit) and --rate "
             "(sample_rate_hz), or give a longer --window (window_seconds)")
 
+    # Windows are whole samples: dataset.json records what was cut, not what was asked for
+    # (1.25 s at 10 Hz is 12 samples, 1.2 s), so its seconds agree with its sample counts.
+    window_cut, hop_cut = window / sample_rate_hz, hop / sample_rate_hz
     tasks: list[TaskSpec] = []
     per_sample: dict[str, np.ndarray] = {}
     for task, column in label_columns.items():
@@ -427,7 +435,7 @@ def import_csv(
         modalities=(ModalitySpec(modality_name, tuple(channels),
                                  tuple(units) if units is not None else ("",) * len(channels),
                                  sample_rate_hz, window),),
-        tasks=tuple(tasks), window_seconds=window_seconds, hop_seconds=hop_seconds,
+        tasks=tuple(tasks), window_seconds=window_cut, hop_seconds=hop_cut,
         preprocessing={"filter": None, "resampled": False, "sample_rate_hz": sample_rate_hz},
         source={"kind": "csv", "file": csv_path.name,
                 "sha256": hashlib.sha256(csv_path.read_bytes()).hexdigest(),
@@ -476,4 +484,4 @@ def import_csv(
         total = w.num_windows
     return CsvImportResult(Path(out_dir), total, float(sample_rate_hz), window,
                            {t.name: t.labels for t in spec.tasks if t.is_classification},
-                           dropped, gaps)
+                           dropped, gaps, window_cut, hop_cut)

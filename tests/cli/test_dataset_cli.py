@@ -179,3 +179,18 @@ def test_no_task_dataset_passed_to_train_says_how_to_add_one(tmp_path: Path) -> 
     text = flat(res.output)
     assert "the dataset has no task to train" in text and "--label TASK" in text
     assert "dataset.json" not in text  # adding a task there without its targets cannot work
+
+
+def test_a_window_that_is_not_whole_samples_is_recorded_as_cut_and_said(tmp_path: Path) -> None:
+    """1.3 s at 52 Hz is 67.6 samples; 68 are cut, and dataset.json used to say 1.3 s anyway."""
+    src = belt_csv(tmp_path / "belt.csv")
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "d"),
+                              *args(window="1.3", hop="0.5")])
+    assert res.exit_code == 0, res.output
+    text = flat(res.output)
+    assert f"windows of {68 / 52:g} s (68 samples at 52 Hz)" in text
+    assert f"note: --window 1.3 s is 67.6 samples at 52 Hz; whole samples give {68 / 52:g} s" in text
+    assert "--hop" not in text  # 0.5 s is 26 samples exactly
+    spec = json.loads((tmp_path / "d" / "dataset.json").read_text())
+    assert spec["window_seconds"] == pytest.approx(68 / 52) and spec["hop_seconds"] == pytest.approx(0.5)
+    assert Dataset.open(tmp_path / "d").inputs["belt"].shape[-1] == 68
