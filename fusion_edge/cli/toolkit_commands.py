@@ -134,6 +134,7 @@ def train(
             table.add_row(name, "MAE", f"{m['mae']:.4f}")
             table.add_row("", "relative error", f"{100 * m['relative_error']:.1f}%")
     console.print(table)
+    _say_inferred_ranges(path, result.model.config)
     if task_weighting == "uncertainty" and len(result.task_weights) > 1:
         console.print("learned task weights at the end: " + ", ".join(
             f"{k} {v:.3g}" for k, v in result.task_weights.items()))
@@ -182,6 +183,21 @@ def evaluate(
     print_metrics(res)
     if json_out:
         console.print(f"metrics written to [bold]{escape(str(json_out))}[/]")
+
+
+def _say_inferred_ranges(run: Path, config) -> None:
+    """A note per regression task whose range training took from its windows (no value_range)."""
+    from fusion_edge.toolkit.checkpoint import read_run_info
+
+    spec = read_run_info(run).dataset
+    for (name, kind, _), (lo, hi) in zip(config.tasks, config.value_ranges, strict=True):
+        if kind == "regression" and spec.task(name).value_range is None:
+            console.print(
+                f"note: task '{name}' has no value range in dataset.json, so its head covers "
+                f"{lo:.4g} to {hi:.4g}, from the training windows' values (widened 10% each side); "
+                f"relative errors are over that width. Give the scale's own range when importing "
+                f"(--regression {name}=COLUMN:LOW:HIGH) to fix both"
+            )
 
 
 def print_metrics(res: dict) -> None:

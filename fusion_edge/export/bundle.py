@@ -38,14 +38,16 @@ def _inputs(info: RunInfo, hop_seconds: float) -> list[dict[str, Any]]:
 
 def _tasks(info: RunInfo, config: ModelConfig) -> list[dict[str, Any]]:
     out = []
-    for name, kind, n in config.tasks:
+    ranges = config.value_ranges or tuple((0.0, 1.0) for _ in config.tasks)
+    for (name, kind, n), head_range in zip(config.tasks, ranges, strict=True):
         task = info.dataset.task(name)
         entry: dict[str, Any] = {"name": name, "kind": kind, "output": name}
         if kind == "class":
             entry.update(labels=list(task.labels), num_classes=n, output_meaning="logits")
         else:
             entry.update(
-                value_range=list(task.value_range or (0.0, 1.0)), output_meaning="value in range"
+                # The dataset's range, else the one training gave the head.
+                value_range=list(task.value_range or head_range), output_meaning="value in range"
             )
         out.append(entry)
     return out

@@ -88,6 +88,8 @@ class ModelConfig:
                 (t.name, "class" if t.is_classification else "regression", t.num_classes if t.is_classification else 1)
                 for t in chosen
             ),
+            # A task without a range gets [0, 1] here; train() replaces it with the training
+            # windows' own (train.resolve_value_ranges).
             value_ranges=tuple(
                 (0.0, 0.0) if t.is_classification else tuple(t.value_range or (0.0, 1.0)) for t in chosen
             ),

@@ -8,7 +8,7 @@ import copy
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "compute_loss",
     "task_losses",
     "fixed_task_weights",
+    "resolve_value_ranges",
 ]
 
 
@@ -113,16 +114,51 @@ def make_tensors(ds: Dataset, idx: np.ndarray, norm: Normalization, spec: Datase
 
 def task_losses(model: MultimodalCnnLstm, outputs, ys) -> list[torch.Tensor | None]:
     """Per task, in the model's order: cross-entropy (class) or MSE (regression) over the
-    labelled windows (-1 / NaN mean no label), or None where the batch has no label of it."""
+    labelled windows (-1 / NaN mean no label), or None where the batch has no label of it.
+
+    A regression error is taken in units of the head's range (``value_ranges``), so a task
+    weight means the same for a 0-1 score and a 0-10 RPE; on a 0-1 range it is the plain MSE.
+    """
     losses: list[torch.Tensor | None] = []
-    for (_, kind, _), out, y in zip(model.config.tasks, outputs, ys, strict=True):
+    ranges = model.config.value_ranges or tuple((0.0, 0.0) for _ in model.config.tasks)
+    for (_, kind, _), (lo, hi), out, y in zip(model.config.tasks, ranges, outputs, ys, strict=True):
         if kind == "class":
             labelled = bool((y >= 0).any())
             losses.append(nn.functional.cross_entropy(out.float(), y, ignore_index=-1) if labelled else None)
         else:
             keep = ~torch.isnan(y)
-            losses.append(nn.functional.mse_loss(out.float()[keep], y[keep]) if keep.any() else None)
+            width = float(hi - lo) if hi > lo else 1.0
+            losses.append(
+                nn.functional.mse_loss(out.float()[keep] / width, y[keep] / width) if keep.any() else None
+            )
     return losses
+
+
+#: How far past the training windows' values a head without a dataset range reaches, as a
+#: fraction of their spread, each side: new players may score a little beyond them.
+RANGE_MARGIN = 0.1
+
+
+def resolve_value_ranges(model_config: ModelConfig, dataset: Dataset, idx: np.ndarray) -> ModelConfig:
+    """``model_config`` with a range for every regression task whose dataset has none.
+
+    The head is a sigmoid scaled to its range, so a task without one (``value_range`` null) is
+    given the range of its values in the windows ``idx`` (the training split), widened by
+    `RANGE_MARGIN` of their spread each side; the run's config records it. Without it the head
+    stayed in [0, 1] whatever the values, and a 3-7.5 RPE could never be predicted.
+    """
+    ranges = list(model_config.value_ranges or tuple((0.0, 0.0) for _ in model_config.tasks))
+    for i, (name, kind, _) in enumerate(model_config.tasks):
+        if kind != "regression" or dataset.spec.task(name).value_range is not None:
+            continue
+        y = dataset.targets[name][idx]
+        y = y[np.isfinite(y)]
+        if not y.size:
+            continue  # nothing to learn it from; the task has no loss either
+        lo, hi = float(y.min()), float(y.max())
+        spread = hi - lo if hi > lo else max(abs(hi), 1.0)
+        ranges[i] = (lo - RANGE_MARGIN * spread, hi + RANGE_MARGIN * spread)
+    return replace(model_config, value_ranges=tuple(ranges))
 
 
 def fixed_task_weights(
@@ -192,12 +228,14 @@ def task_metrics(
 ) -> dict[str, Any]:
     """Metrics per task from model outputs (logits / values) and targets."""
     res: dict[str, Any] = {}
-    for (name, kind, _), out, y in zip(config.tasks, outputs, ys, strict=True):
+    ranges = config.value_ranges or tuple((0.0, 0.0) for _ in config.tasks)
+    for (name, kind, _), head_range, out, y in zip(config.tasks, ranges, outputs, ys, strict=True):
         task = spec.task(name)
         if kind == "class":
             res[name] = classification_metrics(y, out.argmax(axis=1), task.labels)
         else:
-            res[name] = regression_metrics(y, out, task.value_range)
+            # The dataset's range, else the one training gave the head (resolve_value_ranges).
+            res[name] = regression_metrics(y, out, task.value_range or tuple(head_range))
     return res
 
 
@@ -230,6 +268,7 @@ def train(
     if tr_idx.size == 0 or va_idx.size == 0:
         raise DatasetError("the split left no training or validation windows; add players")
     norm = Normalization.fit({m.name: dataset.inputs[m.name][tr_idx] for m in spec.modalities})
+    model_config = resolve_value_ranges(model_config, dataset, tr_idx)
     weights = fixed_task_weights(spec, tasks, config.task_weights)
     x_tr, y_tr = _tensors(dataset, tr_idx, norm, spec, tasks)
     x_va, y_va = _tensors(dataset, va_idx, norm, spec, tasks)

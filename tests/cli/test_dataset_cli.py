@@ -194,3 +194,28 @@ def test_a_window_that_is_not_whole_samples_is_recorded_as_cut_and_said(tmp_path
     spec = json.loads((tmp_path / "d" / "dataset.json").read_text())
     assert spec["window_seconds"] == pytest.approx(68 / 52) and spec["hop_seconds"] == pytest.approx(0.5)
     assert Dataset.open(tmp_path / "d").inputs["belt"].shape[-1] == 68
+
+
+def test_training_a_regression_imported_without_a_range_says_what_range_it_used(tmp_path: Path) -> None:
+    """Session RPE on its 0-10 scale, imported with no range: the head used to stay in [0, 1]."""
+    src = tmp_path / "squad.csv"
+    with src.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["player", "t", "ax", "ay", "rpe"])
+        for p in range(6):
+            for i in range(20 * 40):
+                rpe = 3 + 0.9 * p  # 3 to 7.5
+                out.writerow([f"p{p}", f"{i / 20:.2f}", f"{math.sin(i / 3) * rpe:.4f}", "0.1", rpe])
+    data, run = tmp_path / "d", tmp_path / "r"
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(data), "--channels", "ax,ay",
+                              "--time-column", "t", "--window", "2", "--hop", "1", "--player-column",
+                              "player", "--regression", "effort=rpe"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((data / "dataset.json").read_text())["tasks"][0]["value_range"] is None
+    res = runner.invoke(app, ["train", "--data", str(data), "--out", str(run), "--epochs", "1",
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    text = flat(res.output)
+    assert "note: task 'effort' has no value range in dataset.json, so its head covers" in text
+    lo, hi = json.loads((run / "config.json").read_text())["model"]["value_ranges"][0]
+    assert f"covers {lo:.4g} to {hi:.4g}" in text and 3.0 < hi - lo and "nan" not in text

@@ -277,3 +277,55 @@ def test_cuda_asked_for_without_a_gpu(tiny_model: dict) -> None:
         match="--device cuda was asked for, but torch sees no CUDA GPU; use --device cpu",
     ):
         train(ds, cfg, TrainConfig(epochs=1, device="cuda"), show_progress=False)
+
+
+def _rpe_dataset(value_range, n: int = 240, players: int = 8) -> Dataset:
+    """An RPE on its own 0-10 scale (values 3-7.5) that channel 0's mean encodes."""
+    from fusion_edge.toolkit.dataset import DatasetSpec, ModalitySpec, TaskSpec
+
+    rng = np.random.default_rng(0)
+    rpe = rng.uniform(3.0, 7.5, n).astype(np.float32)
+    x = rng.normal(0.0, 1.0, (n, 2, 40)).astype(np.float32)
+    x[:, 0] += (rpe - 5.25)[:, None]
+    spec = DatasetSpec(
+        modalities=(ModalitySpec("sensor", ("s0", "s1"), ("", ""), 20.0, 40),),
+        tasks=(TaskSpec("rpe", "regression", value_range=value_range),),
+        window_seconds=2.0,
+        hop_seconds=2.0,
+    )
+    player = np.array([f"p{i % players}" for i in range(n)])
+    return Dataset(spec, {"sensor": x}, {"rpe": rpe}, player, np.full(n, "s"))
+
+
+def test_a_regression_task_without_a_range_gets_the_training_values_range(tiny_model: dict) -> None:
+    """The sigmoid head used to stay in [0, 1] for such a task, so an RPE of 3-7.5 came out
+    as about 0.5 whatever the input."""
+    from fusion_edge.toolkit.train import RANGE_MARGIN, resolve_value_ranges
+
+    ds = _rpe_dataset(None)
+    cfg = ModelConfig.for_dataset(ds.spec, **tiny_model)
+    split = split_by_player(ds.player, seed=0)
+    tr = split.indices(ds.player, "train")
+    lo, hi = resolve_value_ranges(cfg, ds, tr).value_ranges[0]
+    y = ds.targets["rpe"][tr]
+    spread = float(y.max() - y.min())
+    assert lo == pytest.approx(y.min() - RANGE_MARGIN * spread) and hi == pytest.approx(y.max() + RANGE_MARGIN * spread)
+    result = train(ds, cfg, TrainConfig(epochs=6, batch_size=32, lr=3e-3, device="cpu"), show_progress=False)
+    assert result.model.config.value_ranges[0] == pytest.approx((lo, hi))
+    (pred,) = predict(result.model, [torch.from_numpy(result.normalization.apply("sensor", ds.inputs["sensor"]))])
+    assert pred.min() >= lo and pred.max() <= hi and pred.max() > 6.0  # well past 1
+    m = result.val_metrics["rpe"]
+    assert m["mae"] < 1.0 and m["relative_error"] == pytest.approx(m["mae"] / (hi - lo))
+
+
+def test_a_range_given_is_kept_and_the_loss_is_in_units_of_it(tiny_model: dict) -> None:
+    from fusion_edge.toolkit.train import resolve_value_ranges, task_losses
+
+    ds = _rpe_dataset((0.0, 10.0))
+    cfg = ModelConfig.for_dataset(ds.spec, **tiny_model)
+    assert resolve_value_ranges(cfg, ds, np.arange(len(ds))).value_ranges == ((0.0, 10.0),)
+    model = MultimodalCnnLstm(cfg)
+    y = torch.tensor([3.0, 7.0, float("nan")])
+    out = torch.tensor([4.0, 5.0, 9.0])
+    (loss,) = task_losses(model, [out], [y])
+    assert float(loss) == pytest.approx(((0.1) ** 2 + (0.2) ** 2) / 2)  # errors 1 and 2 of 10
