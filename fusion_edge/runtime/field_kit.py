@@ -144,8 +144,15 @@ def check_bundle_inputs(manifest: Mapping[str, Any], where: Any = "the bundle") 
             )
 
 
-def window_config_from_manifest(manifest: Mapping[str, Any], hop_s: float | None = None) -> WindowConfig:
-    """The box's windowing from the bundle: window length, model rates and hop."""
+def window_config_from_manifest(
+    manifest: Mapping[str, Any], hop_s: float | None = None, where: Any = "the bundle"
+) -> WindowConfig:
+    """The box's windowing from the bundle: window length, model rates and hop.
+
+    Raises:
+        BundleError: the bundle's inputs are not the kit's (`check_bundle_inputs`).
+    """
+    check_bundle_inputs(manifest, where)
     inputs = {i["name"]: i for i in manifest["inputs"]}
     imu, pos = inputs["imu"], inputs["position"]
     window_s = float(imu["window_samples"]) / float(imu["sample_rate_hz"])

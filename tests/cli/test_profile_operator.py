@@ -16,17 +16,21 @@ import pytest
 from typer.testing import CliRunner
 
 from fusion_edge.cli.app import app
+from fusion_edge.runtime.field_kit import KIT_IMU_CHANNELS
 from fusion_edge.runtime.profile.histogram import LatencyHistogram
 from fusion_edge.runtime.profile.modes import ProfileConfig, ProfileResult
 from fusion_edge.runtime.profile.report import build_report, write_report
 from fusion_edge.runtime.profile.stages import ResourceUsage
+from fusion_edge.runtime.team_context import POSITION_CHANNELS
 
 runner = CliRunner()
 
 MANIFEST = {
     "inputs": [
-        {"name": "imu", "sample_rate_hz": 40.0, "window_samples": 240, "hop_seconds": 3.0},
-        {"name": "position", "sample_rate_hz": 10.0, "window_samples": 60, "hop_seconds": 3.0},
+        {"name": "imu", "channels": list(KIT_IMU_CHANNELS), "sample_rate_hz": 40.0,
+         "window_samples": 240, "hop_seconds": 3.0},
+        {"name": "position", "channels": list(POSITION_CHANNELS), "sample_rate_hz": 10.0,
+         "window_samples": 60, "hop_seconds": 3.0},
     ],
     "preprocessing": {},
 }

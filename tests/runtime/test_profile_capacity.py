@@ -9,6 +9,7 @@ import pytest
 import fusion_edge.runtime.profile.capacity as capacity
 from fusion_edge.errors import ConfigError
 from fusion_edge.runtime.bundle_model import BundleModel
+from fusion_edge.runtime.field_kit import KIT_IMU_CHANNELS
 from fusion_edge.runtime.profile.capacity import (
     CapacityConfig,
     CapacityPoint,
@@ -16,6 +17,7 @@ from fusion_edge.runtime.profile.capacity import (
     search_capacity,
 )
 from fusion_edge.runtime.profile.streams import generate_stream
+from fusion_edge.runtime.team_context import POSITION_CHANNELS
 
 
 class _Chain:
@@ -29,8 +31,10 @@ class _FakeModel:
     chain = _Chain()
     manifest = {
         "inputs": [
-            {"name": "imu", "sample_rate_hz": 40.0, "window_samples": 240, "hop_seconds": 3.0},
-            {"name": "position", "sample_rate_hz": 10.0, "window_samples": 60, "hop_seconds": 3.0},
+            {"name": "imu", "channels": list(KIT_IMU_CHANNELS), "sample_rate_hz": 40.0,
+             "window_samples": 240, "hop_seconds": 3.0},
+            {"name": "position", "channels": list(POSITION_CHANNELS), "sample_rate_hz": 10.0,
+             "window_samples": 60, "hop_seconds": 3.0},
         ],
         "preprocessing": {},
     }
@@ -60,7 +64,7 @@ def test_search_brackets_the_true_capacity(monkeypatch, true_capacity: int, star
     monkeypatch.setattr(
         capacity,
         "window_config_from_manifest",
-        lambda m, hop: type("W", (), {"hop_s": 3.0, "window_s": 6.0})(),
+        lambda m, hop, where: type("W", (), {"hop_s": 3.0, "window_s": 6.0})(),
         raising=False,
     )
     cfg = CapacityConfig(start=start, max_players=256, resolution=4)

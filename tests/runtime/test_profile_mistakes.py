@@ -173,3 +173,30 @@ def test_more_players_than_the_recording_has_are_refused(model, monkeypatch) -> 
     monkeypatch.setattr(modes, "recorded_hop_s", lambda path: None)  # no file behind rec.sqlite
     with pytest.raises(ConfigError, match="--players 50: the recording rec.sqlite has only 2"):
         run_profile(ProfileConfig(mode="offline", session="rec.sqlite", players=50), model)
+
+
+class _OtherSensors:
+    """A bundle of a user's own sensors (a belt stream, no position): what profile was given."""
+
+    root = "bundles/belt"
+
+    def __init__(self, kit: BundleModel) -> None:
+        inputs = json.loads(json.dumps(kit.manifest["inputs"][:1]))
+        inputs[0].update(name="belt", channels=["hr", "acc_x", "acc_y", "acc_z"])
+        self.manifest = {**kit.manifest, "inputs": inputs}
+
+
+@pytest.mark.parametrize("mode", ["offline", "single-stream", "multi-stream", "server"])
+def test_a_bundle_of_other_sensors_is_refused_naming_the_input_not_a_keyerror(model, mode: str) -> None:
+    from fusion_edge.errors import BundleError
+
+    with pytest.raises(BundleError, match=r"bundles/belt: the model wants an input 'belt' that this kit"):
+        run_profile(ProfileConfig(mode=mode), _OtherSensors(model))
+
+
+def test_capacity_search_refuses_a_bundle_of_other_sensors(model) -> None:
+    from fusion_edge.errors import BundleError
+    from fusion_edge.runtime.profile.capacity import CapacityConfig, search_capacity
+
+    with pytest.raises(BundleError, match="the model wants an input 'belt'"):
+        search_capacity(CapacityConfig(), _OtherSensors(model))

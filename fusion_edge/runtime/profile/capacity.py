@@ -193,7 +193,7 @@ def search_capacity(
 ) -> CapacityResult:
     """Gallop then bisect over player counts (see the module docstring)."""
     say = on_progress or (lambda _m: None)
-    window = window_config_from_manifest(model.manifest, config.hop_s)
+    window = window_config_from_manifest(model.manifest, config.hop_s, getattr(model, "root", "the bundle"))
     deadline = config.deadline_ms or window.hop_s * 1e3
     seconds = config.warmup_s + config.seconds
     if config.seconds < 2 * window.hop_s or seconds < window.window_s + 2 * window.hop_s:

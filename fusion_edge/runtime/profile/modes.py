@@ -241,7 +241,7 @@ def _window(model: Any, config: ProfileConfig) -> Any:
     """The processor's windowing for this bundle (window and hop from its manifest)."""
     from fusion_edge.runtime.field_kit import window_config_from_manifest
 
-    return window_config_from_manifest(model.manifest, config.hop_s)
+    return window_config_from_manifest(model.manifest, config.hop_s, getattr(model, "root", "the bundle"))
 
 
 def _hop_s(model: Any, config: ProfileConfig) -> float:
