@@ -157,7 +157,8 @@ def import_command(
             "with empty cells were left out"
         )
     _print_tasks(summary)
-    console.print(f"next: fusion-edge train --data {escape(str(out))} --out runs/{escape(out.name)}")
+    if summary["tasks"]:  # without a task there is nothing to train; _print_tasks said so
+        console.print(f"next: fusion-edge train --data {escape(str(out))} --out runs/{escape(out.name)}")
 
 
 def _print_tasks(summary: dict[str, Any]) -> None:

@@ -135,6 +135,8 @@ def train(
             table.add_row("", "relative error", f"{100 * m['relative_error']:.1f}%")
     console.print(table)
     _say_inferred_ranges(path, result.model.config)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
     if task_weighting == "uncertainty" and len(result.task_weights) > 1:
         console.print("learned task weights at the end: " + ", ".join(
             f"{k} {v:.3g}" for k, v in result.task_weights.items()))
@@ -183,6 +185,15 @@ def evaluate(
     print_metrics(res)
     if json_out:
         console.print(f"metrics written to [bold]{escape(str(json_out))}[/]")
+    if plots is not None:
+        drawn = [n for n, m in res["tasks"].items() if "confusion" in m and m["support"]]
+        if drawn:
+            console.print(f"confusion plots ({', '.join(drawn)}) in [bold]{escape(str(plots))}[/]")
+        else:
+            console.print(
+                "note: no confusion plot drawn: --plots draws one per class task with labelled "
+                "windows, and this run has none (a regression task has no confusion matrix)"
+            )
 
 
 def _say_inferred_ranges(run: Path, config) -> None:
@@ -211,7 +222,7 @@ def print_metrics(res: dict) -> None:
         elif "accuracy" in m:
             rec = {k: v for k, v in m["per_class_recall"].items() if v is not None}
             weak = "-"
-            if rec:
+            if rec and min(rec.values()) < 1.0:  # no weakest class when every one is perfect
                 low = min(rec.values())
                 tied = [k for k, v in rec.items() if v == low]
                 more = f" +{len(tied) - 1} more" if len(tied) > 1 else ""

@@ -151,6 +151,27 @@ def _read_utf8_csv(
     return out, lines, reader.dialect.delimiter
 
 
+def _check_in_range(values: np.ndarray, value_range: tuple[float, float] | None, path: Path,
+                    column: str, task: str, cells: list[str], lines: Sequence[int]) -> None:
+    """Refuse values outside the task's range, naming the first one's line and the flag to fix.
+
+    The dataset writer would refuse them too, but by window index and API name, after the
+    whole file was read.
+    """
+    if value_range is None:
+        return
+    lo, hi = value_range
+    bad = np.flatnonzero(~np.isnan(values) & ((values < lo) | (values > hi)))
+    if bad.size:
+        finite = values[~np.isnan(values)]
+        raise DatasetError(
+            f"{path}:{lines[bad[0]]}: {cells[bad[0]]!r} in column {column!r} is outside the range "
+            f"{lo:g} to {hi:g} given for task {task!r} ({bad.size} value(s) outside; the column "
+            f"spans {finite.min():g} to {finite.max():g}). Give the scale's range (--regression "
+            f"{task}={column}:LOW:HIGH, regression=) or fix the cells"
+        )
+
+
 def _numbers(
     cells: list[str], path: Path | None = None, column: str = "", decimal_comma: bool = False,
     lines: Sequence[int] | None = None, hint: str = "; fix the cell or leave it empty",
@@ -395,6 +416,7 @@ def import_csv(
         if task in regression:
             tasks.append(TaskSpec(task, "regression", value_range=regression[task]))
             per_sample[task] = _numbers(cells, csv_path, column, comma, lines)
+            _check_in_range(per_sample[task], regression[task], csv_path, column, task, cells, lines)
             continue
         given = names_given.get(task)
         if not given:

@@ -35,6 +35,7 @@ __all__ = [
     "task_losses",
     "fixed_task_weights",
     "resolve_value_ranges",
+    "untrained_classes",
 ]
 
 
@@ -80,6 +81,7 @@ class TrainResult:
     epoch_seconds: float
     task_weights: dict[str, float] = field(default_factory=dict)  # the weights training ended with
     world_size: int = 1  # processes that trained it together (DDP under torchrun), 1 otherwise
+    notes: list[str] = field(default_factory=list)  # what the user should know (see untrained_classes)
 
 
 def _dist_info() -> tuple[bool, int, int, int]:
@@ -132,6 +134,37 @@ def task_losses(model: MultimodalCnnLstm, outputs, ys) -> list[torch.Tensor | No
                 nn.functional.mse_loss(out.float()[keep] / width, y[keep] / width) if keep.any() else None
             )
     return losses
+
+
+def untrained_classes(dataset: Dataset, tasks: tuple[str, ...], split: GroupedSplit) -> list[str]:
+    """One note per class that no training window has, naming the players who do have it.
+
+    A class only some players show (one goalkeeper's dives) can land wholly in the validation
+    or test split; the model then never sees it and can never predict it, which the accuracy
+    alone does not say.
+    """
+    notes = []
+    players = dataset.player.astype(str)
+    train_idx = split.indices(dataset.player, "train")
+    for name in tasks:
+        task = dataset.spec.task(name)
+        if not task.is_classification:
+            continue
+        y = dataset.targets[name]
+        seen = np.bincount(y[train_idx][y[train_idx] >= 0], minlength=task.num_classes)
+        for k in np.flatnonzero(seen == 0):
+            having = sorted(set(players[y == k].tolist()))
+            if not having:
+                continue  # a label no window carries anywhere: the dataset's, not the split's
+            where = ", ".join(
+                f"{p} ({'validation' if p in split.val else 'test'})" for p in having[:5]
+            ) + (f" and {len(having) - 5} more" if len(having) > 5 else "")
+            notes.append(
+                f"class '{task.labels[k]}' of task '{name}' has no training window: only {where} "
+                f"{'shows' if len(having) == 1 else 'show'} it, so the model never learns it. "
+                "Train with another --seed (another split), or record it for more players"
+            )
+    return notes
 
 
 #: How far past the training windows' values a head without a dataset range reaches, as a
@@ -381,6 +414,7 @@ def train(
         epoch_seconds=float(np.median(epoch_times)),
         task_weights=dict(zip(tasks, learned.weights(), strict=True)) if learned else dict(weights),
         world_size=world,
+        notes=untrained_classes(dataset, tasks, split),
     )
 
 

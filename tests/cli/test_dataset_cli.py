@@ -101,6 +101,9 @@ def test_info_prints_the_streams_and_labels_and_json(tmp_path: Path) -> None:
         ({"min_labeled": "2"}, "min_labeled_fraction (--min-labeled) must be in (0, 1], got 2.0"),
         ({"time_column": None, "rate": "52"}, "no --time-column was given"),
         ({"label_names": "effort=low,high"}, "task 'effort' is given label names"),
+        ({"regression": "effort=rpe:0:2.5"}, "belt.csv:2: '3' in column 'rpe' is outside the range 0 to "
+         "2.5 given for task 'effort' (520 value(s) outside; the column spans 3 to 3). Give the scale's range "
+         "(--regression effort=rpe:LOW:HIGH"),
     ],
 )
 def test_import_mistakes_get_a_clear_error_and_write_nothing(tmp_path: Path, changed: dict, message: str) -> None:
@@ -219,3 +222,12 @@ def test_training_a_regression_imported_without_a_range_says_what_range_it_used(
     assert "note: task 'effort' has no value range in dataset.json, so its head covers" in text
     lo, hi = json.loads((run / "config.json").read_text())["model"]["value_ranges"][0]
     assert f"covers {lo:.4g} to {hi:.4g}" in text and 3.0 < hi - lo and "nan" not in text
+
+
+def test_an_import_without_a_task_does_not_suggest_training(tmp_path: Path) -> None:
+    src = belt_csv(tmp_path / "belt.csv", seconds=10)
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"),
+                              *args(label=None, label_names=None, regression=None)])
+    assert res.exit_code == 0, res.output
+    text = flat(res.output)
+    assert "no task: the dataset has windows only" in text and "next: fusion-edge train" not in text

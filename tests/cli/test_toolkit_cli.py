@@ -142,6 +142,18 @@ def test_evaluate_writes_metrics(workflow: dict) -> None:
     assert (workflow["root"] / "plots" / "confusion_action.png").is_file()
     out = flat(res.output)
     assert "Evaluation on" in out and "metrics written to" in out
+    assert "confusion plots (action, tactic) in" in out
+
+
+def test_evaluate_plots_of_a_regression_only_run_says_none_are_drawn(workflow: dict, tmp_path: Path) -> None:
+    run = tmp_path / "q"
+    res = invoke("train", "--data", workflow["data"], "--out", run, "--epochs", "1", "--task", "quality",
+                 "--device", "cpu")
+    assert res.exit_code == 0, res.output
+    res = invoke("evaluate", run, "--data", workflow["data"], "--plots", tmp_path / "plots")
+    assert res.exit_code == 0, res.output
+    assert "note: no confusion plot drawn" in flat(res.output)
+    assert not (tmp_path / "plots").exists() or not any((tmp_path / "plots").iterdir())
 
 
 def test_simulate_refuses_to_overwrite(workflow: dict) -> None:
@@ -363,6 +375,17 @@ def test_print_metrics_without_labels_and_with_tied_weakest_classes() -> None:
     out = flat(cap.get().replace("│", " "))
     assert "action no labelled windows" in out and "quality no labelled windows" in out
     assert "x +2 more (0.00)" in out  # not just "x (0.00)", as if x alone were weakest
+
+
+def test_print_metrics_names_no_weakest_class_when_every_class_is_perfect() -> None:
+    from fusion_edge.cli.toolkit_commands import print_metrics
+
+    res = {"windows": 4, "split": "test", "seen_windows": 0, "tasks": {"act": {
+        "accuracy": 1.0, "macro_f1": 1.0, "support": 4, "per_class_recall": {"still": 1.0, "moving": 1.0}}}}
+    with console.capture() as cap:
+        print_metrics(res)
+    out = flat(cap.get().replace("│", " "))
+    assert "act 1.000 1.000 -" in out and "moving" not in out and "still" not in out
 
 
 def _ablation(workflow: dict, *args: str):

@@ -329,3 +329,30 @@ def test_a_range_given_is_kept_and_the_loss_is_in_units_of_it(tiny_model: dict) 
     out = torch.tensor([4.0, 5.0, 9.0])
     (loss,) = task_losses(model, [out], [y])
     assert float(loss) == pytest.approx(((0.1) ** 2 + (0.2) ** 2) / 2)  # errors 1 and 2 of 10
+
+
+def test_a_class_only_held_out_players_show_is_named_in_the_notes(tiny_model: dict) -> None:
+    from fusion_edge.toolkit.dataset import DatasetSpec, TaskSpec
+
+    base = sign_dataset(n=160, players=8)
+    split = split_by_player(base.player, seed=0)
+    keeper = split.val[0]
+    labels = base.targets["sign"].copy()
+    labels[base.player == keeper] = 2  # only this player dives
+    spec = DatasetSpec(
+        modalities=base.spec.modalities,
+        tasks=(TaskSpec("sign", "class", labels=("negative", "positive", "dive")),),
+        window_seconds=2.0,
+        hop_seconds=2.0,
+    )
+    ds = Dataset(spec, base.inputs, {"sign": labels}, base.player, base.session)
+    cfg = ModelConfig.for_dataset(ds.spec, **tiny_model)
+    result = train(ds, cfg, TrainConfig(epochs=1, device="cpu", seed=0), show_progress=False)
+    assert result.notes == [
+        f"class 'dive' of task 'sign' has no training window: only {keeper} (validation) shows it, "
+        "so the model never learns it. Train with another --seed (another split), or record it "
+        "for more players"
+    ]
+    plain = train(base, ModelConfig.for_dataset(base.spec, **tiny_model),
+                  TrainConfig(epochs=1, device="cpu", seed=0), show_progress=False)
+    assert plain.notes == []
