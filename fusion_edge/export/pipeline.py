@@ -105,7 +105,9 @@ class ExportConfig:
             to `DEFAULT_CALIBRATION_WINDOWS`, all of them when the run has fewer (a small
             dataset of one's own still exports); a number given is taken as asked, and refused
             when the run has fewer training windows.
-        stratify_by: Tasks / groups the calibration sample is stratified by.
+        stratify_by: Tasks / groups the calibration sample is stratified by. None (the
+            default): the run's first class task and ``session``, whatever the task is called
+            (`default_stratify_by`); names given are taken as asked, and an unknown one refused.
         escalation_threshold: Top-class probability under which the box escalates to FP32.
         fine_tune_epochs: Epochs of recovery training after pruning (60: on the benchmark model
             3 epochs left a 60% prune 9 action points short; 30 recovered them on one host and
@@ -142,7 +144,7 @@ class ExportConfig:
     formats: tuple[str, ...] = ("onnx",)
     squad_size: int = 22
     calibration_windows: int | None = None
-    stratify_by: tuple[str, ...] = ("action", "session")
+    stratify_by: tuple[str, ...] | None = None
     escalation_threshold: float = 0.6
     fine_tune_epochs: int = 60
     fine_tune_lr: float = 1e-3
@@ -166,7 +168,8 @@ class ExportConfig:
         if "onnx" not in formats:
             formats = ("onnx", *formats)  # engines are built from the bundle's ONNX
         object.__setattr__(self, "formats", formats)
-        object.__setattr__(self, "stratify_by", tuple(self.stratify_by))
+        if self.stratify_by is not None:
+            object.__setattr__(self, "stratify_by", tuple(self.stratify_by))
         object.__setattr__(
             self, "int8_format", _choices((self.int8_format,), Int8Format, "INT8 format")[0]
         )
@@ -248,6 +251,17 @@ def _held_out(info: RunInfo, ds: Dataset, idx: np.ndarray, split: str) -> HeldOu
 DEFAULT_CALIBRATION_WINDOWS = 256
 
 
+def default_stratify_by(info: RunInfo) -> tuple[str, ...]:
+    """The run's first class task (its classes each get their share of the calibration
+    windows) and ``session``; ``session`` alone for a run with no class task.
+
+    The default used to be ("action", "session") with unknown names dropped, so a run of one's
+    own whose class task is called anything else was calibrated by session only.
+    """
+    first = next((name for name, kind, _ in info.model.tasks if kind == "class"), None)
+    return (first, "session") if first else ("session",)
+
+
 def calibration_set(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> CalibrationSet:
     """The INT8 calibration windows of a run: a stratified sample of its training players'
     windows, normalized as the bundle will normalize them."""
@@ -257,7 +271,7 @@ def calibration_set(info: RunInfo, ds: Dataset, cfg: ExportConfig) -> Calibratio
             f"{ds.root} holds none of the run's training players, so INT8 cannot be calibrated on "
             "training windows; pass the dataset the run was trained on with --data"
         )
-    stratify = tuple(k for k in cfg.stratify_by if k in ds.targets or k in ("session", "player"))
+    stratify = default_stratify_by(info) if cfg.stratify_by is None else cfg.stratify_by
     n = cfg.calibration_windows
     if n is None:
         n = min(DEFAULT_CALIBRATION_WINDOWS, int(pool.size))

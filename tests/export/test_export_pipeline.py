@@ -465,3 +465,25 @@ def test_budget_check_passes_over_a_head_with_no_labelled_window() -> None:
     assert not ok and detail["per_task"]["quality"] == {"ok": True, "checked": False}
     ok, _ = budget_check(ref, ref, AccuracyBudget(0.005, 0.1))
     assert ok
+
+
+def test_calibration_is_stratified_by_the_runs_own_class_task_whatever_its_name() -> None:
+    """The default named 'action' and dropped names the dataset lacked, so a run whose class
+    task is 'Phase' was calibrated by session only."""
+    from types import SimpleNamespace
+
+    from fusion_edge.export.pipeline import default_stratify_by
+
+    def info(*tasks: tuple[str, str, int]) -> SimpleNamespace:
+        return SimpleNamespace(model=SimpleNamespace(tasks=tasks))
+
+    assert default_stratify_by(info(("Belastung", "regression", 1), ("Phase", "class", 3))) == ("Phase", "session")
+    assert default_stratify_by(info(("rpe", "regression", 1))) == ("session",)
+
+
+def test_an_unknown_stratify_key_is_refused_not_dropped(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
+    cfg = ExportConfig(precisions=("fp32", "int8"), calibration_windows=32, latency_runs=1, squad_size=3,
+                       stratify_by=("acton", "session"))
+    with pytest.raises(CalibrationError, match="cannot stratify calibration windows by 'acton'"):
+        export(tiny_run, tiny_data, tmp_path / "bundle", cfg)
+    assert not (tmp_path / "bundle").exists()
