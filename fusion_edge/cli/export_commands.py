@@ -20,43 +20,18 @@ bundle_app = typer.Typer(help="Inspect and check exported bundles.", no_args_is_
 engine_app = typer.Typer(help="TensorRT engines built from bundles.", no_args_is_help=True)
 
 
-def _fmt(v: Any) -> str:
-    return "-" if v is None else (f"{v:.3g}" if isinstance(v, float) else str(v))
-
-
 def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
-    """The export report as a rich table (one row per variant; `export` prints it)."""
-    from fusion_edge.export.bundle import speedup_cell  # torch, via the model: only when exporting
+    """The export report as a rich table (one row per variant; `export` prints it): the
+    columns of report.md (`report_table`) less the delta to the previous row."""
+    from fusion_edge.export.bundle import report_table  # torch, via the model: only when exporting
 
-    heads = sorted({k for r in rows for k in r.get("headline", {})})
-    table = Table(title="Export (accuracy: class heads; relative error: regression heads)")
-    for col in (
-        "variant",
-        "status",
-        "size",
-        *heads,
-        "ms @1",
-        f"ms @{squad}",
-        f"x fp32 ort @1 / @{squad}",
-        f"x torch @1 / @{squad}",
-        "delta fp32",
-    ):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        lat = r.get("latency_ms") or {}
-        size = r.get("size_bytes")
-        delta = r.get("delta_fp32") or {}
-        table.add_row(
-            r["variant"],
-            r["status"],
-            "-" if not size else f"{size / 1024:.0f} KiB",
-            *[_fmt(r.get("headline", {}).get(h)) for h in heads],
-            _fmt(lat.get("batch_1")),
-            _fmt(lat.get(f"batch_{squad}")),
-            speedup_cell(r, "vs_fp32_ort", squad),
-            speedup_cell(r, "vs_torch", squad),
-            ", ".join(f"{k} {v:+.3f}" for k, v in delta.items()) or "-",
-        )
+    cols, cells = report_table(rows, squad)
+    keep = [i for i, c in enumerate(cols) if not c.startswith("delta prev")]
+    table = Table(title="Export (heads: accuracy or relative error, %; deltas in points)")
+    for i in keep:
+        table.add_column(cols[i], overflow="fold")
+    for row in cells:
+        table.add_row(*(row[i] for i in keep))
     return table
 
 

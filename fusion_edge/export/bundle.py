@@ -16,7 +16,7 @@ from fusion_edge import __version__
 from fusion_edge.toolkit.checkpoint import RunInfo
 from fusion_edge.toolkit.model import ModelConfig
 
-__all__ = ["build_manifest", "onnx_metadata", "speedup_cell", "write_report"]
+__all__ = ["build_manifest", "onnx_metadata", "report_table", "speedup_cell", "write_report"]
 
 
 def _inputs(info: RunInfo, hop_seconds: float) -> list[dict[str, Any]]:
@@ -113,40 +113,59 @@ def _fmt(v: Any, pct: bool = False) -> str:
     return str(v)
 
 
-def write_report(folder: Path, rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
-    """``report.json`` (everything) and ``report.md`` (the table) in ``folder``."""
-    doc = {"rows": list(rows), **extra}
-    (folder / "report.json").write_text(json.dumps(doc, indent=2))
+def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[str], list[list[str]]]:
+    """The export table as text cells: ``(columns, one list of cells per variant)``.
+
+    ``report.md`` and the table `fusion-edge export` prints are both drawn from it. Heads are
+    percentages (accuracy for class heads, relative error for regression heads, as evaluate and
+    ablation print them) and deltas are percentage points, in the heads' column order.
+    """
     heads = sorted({k for r in rows for k in r.get("headline", {})}, key=str)
-    squad = extra.get("squad_size", 22)
+    regression = {
+        h for r in rows for h, m in (r.get("metrics") or {}).items() if "accuracy" not in m
+    }
     cols = [
         "variant",
         "status",
         "size",
-        *heads,
+        *[f"{h} {'rel. error' if h in regression else 'accuracy'}" for h in heads],
         "ms @1",
         f"ms @{squad}",
         f"x vs fp32 ort @1 / @{squad}",
         f"x vs torch @1 / @{squad}",
-        "delta prev",
-        "delta fp32",
+        "delta prev (points)",
+        "delta fp32 (points)",
     ]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def deltas(d: Mapping[str, float] | None) -> str:
+        d = d or {}
+        return ", ".join(f"{h} {100 * d[h]:+.2f}" for h in heads if h in d) or "-"
+
+    cells = []
     for r in rows:
         lat = r.get("latency_ms") or {}
-        cells = [
+        cells.append([
             r["variant"],
             r["status"],
             _size(r.get("size_bytes")),
-            *[_fmt(r.get("headline", {}).get(h)) for h in heads],
+            *[_fmt(r.get("headline", {}).get(h), pct=True) for h in heads],
             _fmt(lat.get("batch_1")),
             _fmt(lat.get(f"batch_{squad}")),
             speedup_cell(r, "vs_fp32_ort", squad),
             speedup_cell(r, "vs_torch", squad),
-            _deltas(r.get("delta_prev")),
-            _deltas(r.get("delta_fp32")),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+            deltas(r.get("delta_prev")),
+            deltas(r.get("delta_fp32")),
+        ])
+    return cols, cells
+
+
+def write_report(folder: Path, rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
+    """``report.json`` (everything) and ``report.md`` (the table) in ``folder``."""
+    doc = {"rows": list(rows), **extra}
+    (folder / "report.json").write_text(json.dumps(doc, indent=2))
+    cols, cells = report_table(rows, extra.get("squad_size", 22))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     notes = [f"- {n}" for n in extra.get("notes", [])]
     (folder / "report.md").write_text("\n".join(["# Export report", "", *lines, "", *notes, ""]))
 
@@ -164,9 +183,3 @@ def _size(n: Any) -> str:
     if not n:
         return "-"
     return f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
-
-
-def _deltas(d: Mapping[str, float] | None) -> str:
-    if not d:
-        return "-"
-    return ", ".join(f"{k} {v:+.3f}" for k, v in d.items())

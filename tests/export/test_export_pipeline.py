@@ -102,6 +102,27 @@ def test_report_files_hold_the_table(tiny_bundle) -> None:
     assert "| int8_cpu |" in md and "ms @5" in md and "x vs torch @1 / @5" in md
     cell = f"{fp32['speedups']['batch_1']['vs_torch']:.3g} / {fp32['speedups']['batch_5']['vs_torch']:.3g}"
     assert f"| {cell} |" in next(line for line in md.splitlines() if line.startswith("| fp32 |"))
+    # Heads in % under a header that says which figure, deltas in points, in the heads' order
+    # (the table used to print 0.21 for a 21% relative error, and deltas in another order).
+    assert "| action accuracy | quality rel. error |" in md and "delta fp32 (points)" in md
+    line = next(line for line in md.splitlines() if line.startswith("| fp16 |"))
+    h, d = fp16["headline"], fp16["delta_fp32"]
+    assert f"| {100 * h['action']:.1f}% | {100 * h['quality']:.1f}% |" in line
+    assert f"action {100 * d['action']:+.2f}, quality {100 * d['quality']:+.2f} |" in line
+
+
+def test_the_printed_table_has_report_md_columns_but_the_previous_row_delta(tiny_bundle) -> None:
+    from fusion_edge.cli.common import console
+    from fusion_edge.cli.export_commands import export_table
+    from fusion_edge.export.bundle import report_table
+
+    rows = json.loads((tiny_bundle.bundle / "report.json").read_text())["rows"]
+    cols, cells = report_table(rows, 5)
+    table = export_table(rows, 5)
+    assert [c.header for c in table.columns] == [c for c in cols if not c.startswith("delta prev")]
+    with console.capture() as cap:
+        console.print(table)
+    assert cells[1][3] in cap.get()  # fp32's action accuracy, as report.md has it
 
 
 def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
