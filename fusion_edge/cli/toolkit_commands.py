@@ -214,11 +214,13 @@ def _say_inferred_ranges(run: Path, config) -> None:
 def print_metrics(res: dict) -> None:
     """The evaluation summary as a table (and a note when it scored players the run saw)."""
     table = Table(title=f"Evaluation on {res['windows']} windows ({res['split']})")
-    for col in ("task", "accuracy / MAE", "macro-F1 / rel. error", "weakest class (recall)"):
+    for col in ("task", "accuracy / MAE", "macro-F1 / rel. error", "weakest class (recall)", "labelled"):
         table.add_column(col)
     for name, m in res["tasks"].items():
+        # The windows the scores are over: a task's unlabelled windows do not count.
+        labelled = str(m.get("support", "-"))
         if not m.get("support", 1):
-            table.add_row(name, "no labelled windows", "-", "-" if "accuracy" in m else "")
+            table.add_row(name, "no labelled windows", "-", "-" if "accuracy" in m else "", labelled)
         elif "accuracy" in m:
             rec = {k: v for k, v in m["per_class_recall"].items() if v is not None}
             weak = "-"
@@ -227,10 +229,10 @@ def print_metrics(res: dict) -> None:
                 tied = [k for k, v in rec.items() if v == low]
                 more = f" +{len(tied) - 1} more" if len(tied) > 1 else ""
                 weak = f"{tied[0]}{more} ({low:.2f})"
-            table.add_row(name, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", weak)
+            table.add_row(name, f"{m['accuracy']:.3f}", f"{m['macro_f1']:.3f}", weak, labelled)
         else:
             rel = m["relative_error"]
-            table.add_row(name, f"{m['mae']:.4f}", "-" if rel is None else f"{100 * rel:.1f}%", "")
+            table.add_row(name, f"{m['mae']:.4f}", "-" if rel is None else f"{100 * rel:.1f}%", "", labelled)
     console.print(table)
     seen = res.get("seen_windows", 0)
     if seen:

@@ -373,7 +373,8 @@ def test_print_metrics_without_labels_and_with_tied_weakest_classes() -> None:
     with console.capture() as cap:
         print_metrics(res)
     out = flat(cap.get().replace("│", " "))
-    assert "action no labelled windows" in out and "quality no labelled windows" in out
+    assert "action no labelled windows - - 0" in out and "quality no labelled windows - 0" in out
+    assert "tactic 0.500 0.400 x +2 more (0.00) 9" in out  # the labelled windows scored
     assert "x +2 more (0.00)" in out  # not just "x (0.00)", as if x alone were weakest
 
 
@@ -385,7 +386,7 @@ def test_print_metrics_names_no_weakest_class_when_every_class_is_perfect() -> N
     with console.capture() as cap:
         print_metrics(res)
     out = flat(cap.get().replace("│", " "))
-    assert "act 1.000 1.000 -" in out and "moving" not in out and "still" not in out
+    assert "act 1.000 1.000 - 4" in out and "moving" not in out and "still" not in out
 
 
 def _ablation(workflow: dict, *args: str):
