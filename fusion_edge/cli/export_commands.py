@@ -21,17 +21,16 @@ engine_app = typer.Typer(help="TensorRT engines built from bundles.", no_args_is
 
 
 def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
-    """The export report as a rich table (one row per variant; `export` prints it): the
-    columns of report.md (`report_table`) less the delta to the previous row."""
+    """The export report as a rich table (one row per variant; `export` prints it), with the
+    columns of report.md (`report_table`): what each compression step cost is its "delta prev"."""
     from fusion_edge.export.bundle import report_table  # torch, via the model: only when exporting
 
     cols, cells = report_table(rows, squad)
-    keep = [i for i, c in enumerate(cols) if not c.startswith("delta prev")]
     table = Table(title="Export (heads: accuracy or relative error, %; deltas in points)")
-    for i in keep:
-        table.add_column(cols[i], overflow="fold")
+    for col in cols:
+        table.add_column(col, overflow="fold")
     for row in cells:
-        table.add_row(*(row[i] for i in keep))
+        table.add_row(*row)
     return table
 
 
@@ -149,7 +148,7 @@ def print_export_result(result: Any, squad: int) -> None:
     """Print an `ExportResult`: the table, its notes and where the bundle is (CLI and demo)."""
     console.print(export_table(result.rows, squad))
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
     console.print(f"wrote {result.bundle} (report.md, report.json inside)")
 
 

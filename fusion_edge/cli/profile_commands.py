@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fusion_edge.cli.common import cli_errors, console, err_console
@@ -204,7 +205,7 @@ def profile(
         )
         raise typer.Exit(2)
     if mode not in _MODES:
-        err_console.print(f"[red]error:[/] --mode {mode!r}: choose one of {', '.join(_MODES)}")
+        err_console.print(f"[red]error:[/] --mode {escape(repr(mode))}: choose one of {', '.join(_MODES)}")
         raise typer.Exit(2)
     out = out or Path(f"profile-{scenario}-{mode}")
     with cli_errors(), ExitStack() as stack:
@@ -242,7 +243,7 @@ def profile(
         + (", ".join(f"{k} {v}" for k, v in doc["drops"].items()) or "none")
     )
     for w in doc["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}")
+        console.print(f"[yellow]warning:[/] {escape(w)}")
     console.print(
         f"report: [bold]{out / 'report.json'}[/], {out / 'report.md'}"
         + (f", {', '.join(doc['plots'])}" if doc["plots"] else "")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from fusion_edge.cli.common import cli_errors, console, err_console
@@ -100,8 +101,8 @@ def _save(path: Path | None, doc: dict) -> None:
         if tmp.is_file():
             tmp.unlink()
         # The session is over and scored: say where the figures could not go, print them instead.
-        err_console.print(f"[bold red]error:[/] could not write the statistics to {path} ({exc}); "
-                          "they follow here as JSON")
+        err_console.print(f"[bold red]error:[/] could not write the statistics to {escape(str(path))} "
+                          f"({escape(str(exc))}); they follow here as JSON")
         console.print_json(json.dumps(doc))
         raise typer.Exit(1) from None
 

@@ -61,7 +61,7 @@ def simulate(
 
     layout = windows.replace("-", "_")
     if layout not in WINDOW_LAYOUTS:
-        console.print(f"[red]error:[/] unknown --windows '{windows}': choose cycle-end or any-phase")
+        console.print(f"[red]error:[/] unknown --windows '{escape(windows)}': choose cycle-end or any-phase")
         raise typer.Exit(2)
     if minutes is not None and not minutes * 60.0 >= CYCLE_S:
         console.print(f"[red]error:[/] --minutes {minutes:g} is too short: a session needs at least "
@@ -103,10 +103,11 @@ def train(
     from fusion_edge.toolkit.train import TrainConfig, train_run
 
     if size not in ("edge", "paper"):
-        console.print(f"[red]error:[/] unknown size '{size}': choose edge or paper")
+        console.print(f"[red]error:[/] unknown size '{escape(size)}': choose edge or paper")
         raise typer.Exit(2)
     if task_weighting not in WEIGHTINGS:
-        console.print(f"[red]error:[/] unknown task weighting '{task_weighting}': choose {' or '.join(WEIGHTINGS)}")
+        console.print(f"[red]error:[/] unknown task weighting '{escape(task_weighting)}': "
+                      f"choose {' or '.join(WEIGHTINGS)}")
         raise typer.Exit(2)
     if not lr > 0:
         console.print(f"[red]error:[/] --lr must be a positive learning rate, got {lr:g}")
@@ -174,7 +175,7 @@ def evaluate(
     from fusion_edge.toolkit.evaluate import SPLITS, evaluate_run
 
     if split not in SPLITS:
-        console.print(f"[red]error:[/] unknown --split '{split}': choose {', '.join(SPLITS)}")
+        console.print(f"[red]error:[/] unknown --split '{escape(split)}': choose {', '.join(SPLITS)}")
         raise typer.Exit(2)
     with cli_errors():
         if json_out is not None:
@@ -266,7 +267,7 @@ def ablation(
     from fusion_edge.toolkit.train import TrainConfig
 
     if size not in ("edge", "paper"):
-        console.print(f"[red]error:[/] unknown size '{size}': choose edge or paper")
+        console.print(f"[red]error:[/] unknown size '{escape(size)}': choose edge or paper")
         raise typer.Exit(2)
     runs: list[dict] = []
 

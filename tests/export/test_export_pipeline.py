@@ -111,18 +111,25 @@ def test_report_files_hold_the_table(tiny_bundle) -> None:
     assert f"action {100 * d['action']:+.2f}, quality {100 * d['quality']:+.2f} |" in line
 
 
-def test_the_printed_table_has_report_md_columns_but_the_previous_row_delta(tiny_bundle) -> None:
+def test_the_printed_table_has_report_md_columns_and_notes_keep_their_brackets(tiny_bundle) -> None:
+    from types import SimpleNamespace
+
     from fusion_edge.cli.common import console
-    from fusion_edge.cli.export_commands import export_table
+    from fusion_edge.cli.export_commands import export_table, print_export_result
     from fusion_edge.export.bundle import report_table
 
     rows = json.loads((tiny_bundle.bundle / "report.json").read_text())["rows"]
     cols, cells = report_table(rows, 5)
     table = export_table(rows, 5)
-    assert [c.header for c in table.columns] == [c for c in cols if not c.startswith("delta prev")]
+    # Every column, the per-step cost ("delta prev") included: what each compression step lost.
+    assert [c.header for c in table.columns] == cols and "delta prev (points)" in cols
+    result = SimpleNamespace(rows=rows, bundle=tiny_bundle.bundle,
+                             notes=["engines skipped: pip install 'fusion-edge[gpu]' on the GPU box"])
     with console.capture() as cap:
-        console.print(table)
-    assert cells[1][3] in cap.get()  # fp32's action accuracy, as report.md has it
+        print_export_result(result, 5)
+    out = cap.get()
+    assert cells[1][3] in out  # fp32's action accuracy, as report.md has it
+    assert "pip install 'fusion-edge[gpu]'" in out  # rich took [gpu] for markup and dropped it
 
 
 def test_export_config_round_trips_and_refuses_unknown_precision() -> None:
