@@ -270,11 +270,20 @@ def calibration_target(path: str | Path, pod_id: str) -> Path:
     Call it before a long calibration so that a bad ``--out`` is refused before the work, not
     after it.
 
+    ``path`` may be a file, an existing folder, or a folder to create, written with a trailing
+    separator (``cal/``): ``<pod_id>.imu-calibration.json`` goes inside a folder.
+
     Raises:
         CalibrationError: The folder cannot be created or written, or the path is a folder.
     """
+    as_folder = isinstance(path, str) and path.endswith(("/", os.sep))
     target = Path(path)
-    if target.is_dir():
+    if as_folder and target.exists() and not target.is_dir():
+        raise CalibrationError(
+            f"--out {path} names a folder, but {target} is a file; give the file without the "
+            "trailing '/', or another folder"
+        )
+    if target.is_dir() or as_folder:
         target = calibration_path(target, pod_id)
     if target.is_dir():
         raise CalibrationError(

@@ -122,9 +122,10 @@ def imu(
         typer.Option("--pod", help="Calibrate this pod live over BLE, with guided steps."),
     ] = None,
     out: Annotated[
-        Path | None,
+        str | None,  # not Path: its trailing '/' says "a folder", and Path drops it
         typer.Option(
-            "--out", help="Calibration JSON to write (default: <pod-id>.imu-calibration.json)."
+            "--out", help="Calibration JSON to write, or a folder (an existing one, or a path "
+            "ending in '/') to write <pod-id>.imu-calibration.json into (default: the current folder)."
         ),
     ] = None,
     pod_id: Annotated[

@@ -66,6 +66,21 @@ def test_default_output_name_and_no_mag(tmp_path, six_position_recording) -> Non
     assert "not calibrated" in result.output
 
 
+def test_out_with_a_trailing_slash_is_a_folder_to_create(tmp_path, six_position_recording) -> None:
+    """'--out cal/' used to write a file named 'cal' (the path type dropped the '/')."""
+    csv = tmp_path / "left-ankle.csv"
+    write_imu_csv(csv, six_position_recording)
+    result = runner.invoke(app, ["calibrate", "imu", "--recording", str(csv), "--no-mag",
+                                 "--out", f"{tmp_path / 'cal'}/"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cal" / "left-ankle.imu-calibration.json").is_file()
+    (tmp_path / "taken").write_text("notes")
+    result = runner.invoke(app, ["calibrate", "imu", "--recording", str(csv), "--no-mag",
+                                 "--out", f"{tmp_path / 'taken'}/"])
+    assert result.exit_code == 2 and "names a folder, but" in " ".join(result.output.split())
+    assert (tmp_path / "taken").read_text() == "notes"
+
+
 def test_bad_recording_exits_2_with_the_message_and_writes_nothing(
     tmp_path, random_pose_recording
 ) -> None:
