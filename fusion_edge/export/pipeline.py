@@ -631,8 +631,11 @@ def export(
     if "engine" in config.formats:
         from fusion_edge.export.tensorrt import build_engines
 
-        say("building TensorRT engines")
-        for r in build_engines(bundle, max_batch=config.squad_size):
+        # The reduced precisions asked for (an INT8 engine when INT8 was not asked for has no
+        # Q/DQ file to build from); FP32 when only FP32 was.
+        engines = tuple(p for p in ("fp16", "int8") if p in config.precisions) or ("fp32",)
+        say(f"building TensorRT engines ({', '.join(engines)})")
+        for r in build_engines(bundle, precisions=engines, max_batch=config.squad_size):
             rows.append(r)
             if r["status"] != "ok":
                 notes.append(

@@ -515,3 +515,26 @@ def test_an_unknown_stratify_key_is_refused_not_dropped(tiny_run: Path, tiny_dat
     with pytest.raises(CalibrationError, match="cannot stratify calibration windows by 'acton'"):
         export(tiny_run, tiny_data, tmp_path / "bundle", cfg)
     assert not (tmp_path / "bundle").exists()
+
+
+def test_engines_are_the_reduced_precisions_asked_for(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--precision fp32,fp16 --format onnx,engine listed an engine_int8 row too."""
+    import fusion_edge.export.tensorrt as trt_mod
+
+    asked: list[tuple[str, ...]] = []
+
+    def fake_build(bundle, *, precisions, max_batch, **_):
+        asked.append(precisions)
+        return [{"variant": f"engine_{p}", "status": "skipped: no tensorrt here", "precision": p}
+                for p in precisions]
+
+    monkeypatch.setattr(trt_mod, "build_engines", fake_build)
+    cfg = ExportConfig(precisions=("fp32", "fp16"), formats=("onnx", "engine"), latency_runs=1, squad_size=3)
+    res = export(tiny_run, tiny_data, tmp_path / "b", cfg)
+    assert asked == [("fp16",)]
+    assert [r["variant"] for r in res.rows if r["variant"].startswith("engine")] == ["engine_fp16"]
+    export(tiny_run, tiny_data, tmp_path / "c", ExportConfig(
+        precisions=("fp32",), formats=("onnx", "engine"), latency_runs=1, squad_size=3))
+    assert asked[-1] == ("fp32",)
