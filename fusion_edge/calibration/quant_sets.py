@@ -111,7 +111,8 @@ def select_calibration_windows(
     if pool.size < n:
         raise CalibrationError(
             f"asked for {n} calibration windows but only {pool.size} training windows exist; "
-            "lower --calibration-windows or add training data"
+            "ask for fewer (export --calibration-windows, calibrate quant-set --windows), or "
+            "leave the option out to take them all, or add training data"
         )
     key = _strata_key(dataset, stratify_by, pool)
     rng = np.random.default_rng(seed)

@@ -272,7 +272,10 @@ def quant_set(
     run: Path = typer.Argument(..., help="Training run folder."),
     data: Path = typer.Option(..., "--data", help="The dataset the run was trained on."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the .npz."),
-    windows: int = typer.Option(256, "--windows", help="How many windows to choose."),
+    windows: int | None = typer.Option(
+        None, "--windows", help="How many windows to choose (default: as export, 256, or all the "
+        "run's training windows when it has fewer)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
 ) -> None:
     """Write the INT8 calibration windows of a run as an .npz (no pickle) for other tools.

@@ -5,6 +5,7 @@ The lead wires them in with ``register(app)`` from ``app.py``.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ engine_app = typer.Typer(help="TensorRT engines built from bundles.", no_args_is
 
 def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
     """The export report as a rich table (one row per variant; `export` prints it), with the
-    columns of report.md (`report_table`): what each compression step cost is its "delta prev"."""
+    columns of report.md (`report_table`): what each compression step cost is its "delta step"."""
     from fusion_edge.export.bundle import report_table  # torch, via the model: only when exporting
 
     cols, cells = report_table(rows, squad)
@@ -39,7 +40,7 @@ def export_command(
     data: Path = typer.Option(..., "--data", help="The dataset the run was trained on."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write."),
     prune: float = typer.Option(
-        0.0, "--prune", help="Share of units to remove structurally (0-0.95)."
+        0.0, "--prune", help="Share of units to remove structurally, from 0 up to (not including) 0.95."
     ),
     prune_to_params: str = typer.Option(
         "", "--prune-to-params", help="Prune to at most this many parameters, e.g. 40k (instead of --prune)."
@@ -139,8 +140,10 @@ def parse_count(text: str, option: str) -> int:
         value = float(digits) * scale
     except ValueError:
         raise ConfigError(f"{option} {text!r} is not a count; write e.g. 40000, 40k or 3M") from None
-    if value <= 0:
-        raise ConfigError(f"{option} must be positive, got {text!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} {text!r} is not a count; write e.g. 40000, 40k or 3M")
+    if value < 1:  # 0.5 would round to 0, which means "no budget": the export would not prune
+        raise ConfigError(f"{option} must be a positive count (1 or more), got {text!r}")
     return int(value)
 
 

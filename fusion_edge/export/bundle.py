@@ -118,9 +118,12 @@ def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[st
 
     ``report.md`` and the table `fusion-edge export` prints are both drawn from it. Heads are
     percentages (accuracy for class heads, relative error for regression heads, as evaluate and
-    ablation print them) and deltas are percentage points, in the heads' column order.
+    ablation print them), in the model's task order. Deltas are percentage points, in the same
+    order; a regression head's reads ``err`` (its relative error: + is worse). "delta step" is
+    against the row a variant was made from, "delta total" against the trained model (the
+    first row), whose eager latency "x vs trained torch" divides by.
     """
-    heads = sorted({k for r in rows for k in r.get("headline", {})}, key=str)
+    heads = list(dict.fromkeys(k for r in rows for k in r.get("headline", {})))
     regression = {
         h for r in rows for h, m in (r.get("metrics") or {}).items() if "accuracy" not in m
     }
@@ -132,14 +135,16 @@ def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[st
         "ms @1",
         f"ms @{squad}",
         f"x vs fp32 ort @1 / @{squad}",
-        f"x vs torch @1 / @{squad}",
-        "delta prev (points)",
-        "delta fp32 (points)",
+        f"x vs trained torch @1 / @{squad}",
+        "delta step (points)",
+        "delta total (points)",
     ]
 
     def deltas(d: Mapping[str, float] | None) -> str:
         d = d or {}
-        return ", ".join(f"{h} {100 * d[h]:+.2f}" for h in heads if h in d) or "-"
+        return ", ".join(
+            f"{h}{' err' if h in regression else ''} {100 * d[h]:+.2f}" for h in heads if h in d
+        ) or "-"
 
     cells = []
     for r in rows:
@@ -153,8 +158,8 @@ def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[st
             _fmt(lat.get(f"batch_{squad}")),
             speedup_cell(r, "vs_fp32_ort", squad),
             speedup_cell(r, "vs_torch", squad),
-            deltas(r.get("delta_prev")),
-            deltas(r.get("delta_fp32")),
+            deltas(r.get("delta_step")),
+            deltas(r.get("delta_total")),
         ])
     return cols, cells
 

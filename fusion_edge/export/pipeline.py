@@ -122,6 +122,10 @@ class ExportConfig:
             defaults (one per core, which at batch 1 on a small model is slower, not faster).
         max_accuracy_drop: INT8 budget per class head (fraction: 0.005 = 0.5 points).
         max_relative_error_increase: INT8 budget per regression head (relative).
+        max_prune_accuracy_drop: Pruning budget per class head against the trained model, on
+            the held-out players (0.01 = 1 point). A pruned model over it is still exported,
+            with status ``over budget`` and a note saying what to change.
+        max_prune_relative_error_increase: The same per regression head (relative).
         int8_format: Graph format of the CPU INT8 variant (`Int8Format`: ``qoperator``, the
             smallest file, or ``qdq``).
         int8_keep_float: `EXCLUSION_GROUPS` the CPU INT8 variant keeps in float from the start
@@ -153,6 +157,8 @@ class ExportConfig:
     latency_threads: int = 1
     max_accuracy_drop: float = 0.005
     max_relative_error_increase: float = 0.10
+    max_prune_accuracy_drop: float = 0.01
+    max_prune_relative_error_increase: float = 0.10
     int8_format: str = Int8Format.QOPERATOR.value
     int8_keep_float: tuple[str, ...] = ("attention",)
     qat_epochs: int = 0
@@ -194,6 +200,18 @@ class ExportConfig:
             )
         if not 0.05 <= float(self.hop_seconds) <= 60.0:
             raise ConfigError(f"hop must be between 0.05 and 60 s, got {self.hop_seconds}")
+        if isinstance(self.fine_tune_epochs, bool) or int(self.fine_tune_epochs) != self.fine_tune_epochs \
+                or int(self.fine_tune_epochs) < 0:
+            raise ConfigError(
+                f"--fine-tune-epochs must be 0 or more, got {self.fine_tune_epochs}; 0 keeps the "
+                "pruned weights as they are"
+            )
+        for name in ("max_accuracy_drop", "max_relative_error_increase", "max_prune_accuracy_drop",
+                     "max_prune_relative_error_increase"):
+            # Below 0 asks the variant to beat its reference (tests use it to force the
+            # over-budget path); NaN would pass every check.
+            if not float(getattr(self, name)) < 1.0:
+                raise ConfigError(f"{name} must be a fraction under 1, got {getattr(self, name)}")
         if not 0.0 < float(self.fine_tune_lr) < 1.0:
             raise ConfigError(f"fine-tune learning rate must be in (0, 1), got {self.fine_tune_lr}")
         object.__setattr__(self, "int8_keep_float", tuple(self.int8_keep_float))
@@ -355,20 +373,40 @@ def export(
     rows: list[dict[str, Any]] = []
 
     full_model = model  # the escalation model stays the trained one, pruned or not
+    notes.append(
+        f"accuracy on {held.size} windows of the run's {_split_words(split)}; latency: median of "
+        f"{runs} calls after 5 warm-up calls, {threads or 'default'} thread(s), onnxruntime CPU "
+        "(PyTorch eager for the pytorch rows)"
+    )
     torch_metrics = score_torch(model, spec, held)
     unscored = unscored_heads(torch_metrics)
     if unscored:
         notes.append(
             f"no {split} window carries a label of {', '.join(unscored)}: the table has no "
-            "score for those heads and the accuracy budget could not check them; export with "
-            "a dataset whose held-out players have those labels to have them checked"
+            "score for those heads; export with a dataset whose held-out players have those "
+            "labels to have them scored"
         )
         say(f"warning: {notes[-1]}")
+    if not val_idx.size:
+        notes.append(
+            "the run has no validation players, so the INT8 float groups were chosen on the "
+            f"{split} players the table scores: their INT8 figures are optimistic"
+        )
+        say(f"warning: {notes[-1]}")
+    elif "int8" in config.precisions:
+        unjudged = unscored_heads(score_torch(model, spec, tune))
+        if unjudged:
+            notes.append(
+                f"no validation window carries a label of {', '.join(unjudged)}, so the INT8 "
+                "accuracy budget (judged on the validation players) could not check those heads"
+            )
+            say(f"warning: {notes[-1]}")
     rows.append(
         {
             "variant": "pytorch",
             "status": "reference",
             "precision": "fp32",
+            "derived_from": None,  # the trained model
             "metrics": torch_metrics,
             "headline": headline(torch_metrics),
             "latency_ms": torch_latency(model, held.inputs, batches, runs, threads),
@@ -427,11 +465,27 @@ def export(
         )
         model = small
         m = score_torch(model, spec, held)
+        prune_ok, prune_check = budget_check(
+            torch_metrics,
+            m,
+            AccuracyBudget(config.max_prune_accuracy_drop, config.max_prune_relative_error_increase),
+        )
+        pruning["budget_check"] = {"ok": prune_ok, **prune_check}
+        if not prune_ok:
+            notes.append(
+                f"pruning {ratio:.0%} costs more than its budget against the trained model "
+                f"({_budget_words(config.max_prune_accuracy_drop, config.max_prune_relative_error_increase)}"
+                f"): {_overshoot_words(prune_check)}. Fine-tune longer (--fine-tune-epochs, "
+                f"{config.fine_tune_epochs} now), prune less (--prune), or accept it; every variant "
+                "below is made from this pruned model"
+            )
+            say(f"warning: {notes[-1]}")
         rows.append(
             {
                 "variant": f"pytorch pruned {ratio:.0%}",
-                "status": "reference",
+                "status": "reference" if prune_ok else "over budget",
                 "precision": "fp32",
+                "derived_from": "pytorch",
                 "metrics": m,
                 "headline": headline(m),
                 "latency_ms": torch_latency(model, held.inputs, batches, runs, threads),
@@ -445,7 +499,8 @@ def export(
     with BundleWriter(Path(out), overwrite=overwrite) as writer:
 
         def add(
-            name: str, file: str, precision: str, target: str, parity: dict | None, extra: dict
+            name: str, file: str, precision: str, target: str, parity: dict | None, extra: dict,
+            derived_from: str = "fp32",
         ) -> dict:
             path = writer.path(file)
             metrics = score_onnx(path, mcfg, spec, held)
@@ -468,6 +523,7 @@ def export(
                     "variant": name,
                     "status": extra.get("status", "ok"),
                     "precision": precision,
+                    "derived_from": derived_from,
                     "size_bytes": entry["size_bytes"],
                     "metrics": metrics,
                     "headline": headline(metrics),
@@ -482,7 +538,8 @@ def export(
         parity = check_onnx(
             fp32, model, held.inputs, precision="fp32", squad_size=config.squad_size
         )
-        add("fp32", "model_fp32.onnx", "fp32", "onnxruntime", parity["parity"], {})
+        add("fp32", "model_fp32.onnx", "fp32", "onnxruntime", parity["parity"], {},
+            derived_from=torch_ref["variant"])
         reference = rows[-1]["metrics"]
         if "fp16" in config.precisions:
             say("converting to FP16")
@@ -535,6 +592,11 @@ def export(
                         Path(int8_src), writer.path("model_int8_cpu.onnx"), meta,
                     )
             status = "ok" if chosen.within_budget else "over budget"
+            if chosen.within_budget and config.qat_epochs > 0 and qat is None:
+                notes.append(
+                    f"--qat-epochs {config.qat_epochs}: not run, post-training INT8 is already "
+                    "within its budget (quantization-aware fine-tuning runs only when it is not)"
+                )
             if not chosen.within_budget:
                 notes.append(
                     "INT8 CPU stays outside the accuracy budget on the validation players even "
@@ -602,10 +664,18 @@ def export(
                     "selection": [t.to_json() for t in trt_trials],
                 },
             )
+        gpu_rows = [r["variant"] for r in rows if r["variant"] in ("fp16", "int8_qdq_tensorrt")]
+        if gpu_rows:
+            notes.append(
+                f"{' and '.join(gpu_rows)} {'are' if len(gpu_rows) > 1 else 'is'} for a GPU "
+                "(TensorRT / onnxruntime-gpu): the table's latency for "
+                f"{'them' if len(gpu_rows) > 1 else 'it'} is onnxruntime CPU and says nothing "
+                "about a GPU; accuracy holds"
+            )
         say("writing the full model's weights for GPU escalation")
         torch_entry = write_torch_fallback(writer, full_model, rows[0])
         rows[0]["size_bytes"] = torch_entry["size_bytes"]  # model.safetensors, in the bundle
-        _relate(rows, reference, torch_ref)
+        _relate(rows, reference)
         manifest = build_manifest(
             info,
             mcfg,
@@ -734,13 +804,40 @@ def _differences(h: dict[str, float | None], ref: dict[str, float | None]) -> di
     return {k: v - ref[k] for k, v in h.items() if v is not None and ref.get(k) is not None}
 
 
-def _relate(
-    rows: list[dict[str, Any]], fp32_metrics: dict[str, Any], torch_row: dict[str, Any]
-) -> None:
-    """Fill speedups and accuracy deltas (vs the previous row and vs FP32 ONNX)."""
+def _split_words(split: str) -> str:
+    return {"test": "test players", "held-out": "test players and new players"}.get(split, f"{split} players")
+
+
+def _budget_words(drop: float, rel: float) -> str:
+    return f"{100 * drop:g} point(s) a class head, {100 * rel:g}% more relative error a regression head"
+
+
+def _overshoot_words(check: dict[str, Any]) -> str:
+    """``"tactic -13.62 points, quality error +93%"``: the heads over a budget, by how much."""
+    parts = []
+    for task, d in check["per_task"].items():
+        if d.get("ok", True):
+            continue
+        if "delta" in d:
+            parts.append(f"{task} {100 * d['delta']:+.2f} points")
+        else:
+            parts.append(f"{task} error {100 * d['relative_increase']:+.0f}%")
+    return ", ".join(parts)
+
+
+def _relate(rows: list[dict[str, Any]], fp32_metrics: dict[str, Any]) -> None:
+    """Fill speedups and accuracy deltas.
+
+    Speedups are against the FP32 ONNX variant (the same weights on onnxruntime) and against the
+    trained model in PyTorch eager (the first row: what the analyst started from). Deltas:
+    ``delta_step`` against the row a variant was made from (``derived_from``: pruning, then
+    export, then each quantization), ``delta_total`` against the trained model, and
+    ``delta_fp32`` against FP32 ONNX.
+    """
     fp32_row = next(r for r in rows if r["variant"] == "fp32")
+    trained = rows[0]
     base_h = headline(fp32_metrics)
-    prev = None
+    by_name = {r["variant"]: r for r in rows}
     for r in rows:
         lat, h = r.get("latency_ms") or {}, r.get("headline") or {}
         key = max(lat, key=lambda k: int(k.split("_")[1])) if lat else None
@@ -748,17 +845,19 @@ def _relate(
             # The squad size's ratios under the old keys; every batch's (batch 1 is what the
             # issue's targets name) under "speedups".
             r["speedup_vs_fp32_ort"] = fp32_row["latency_ms"][key] / lat[key]
-            r["speedup_vs_torch"] = torch_row["latency_ms"][key] / lat[key]
+            r["speedup_vs_torch"] = trained["latency_ms"][key] / lat[key]
             r["speedups"] = {
                 k: {
                     "vs_fp32_ort": fp32_row["latency_ms"][k] / lat[k],
-                    "vs_torch": torch_row["latency_ms"][k] / lat[k],
+                    "vs_torch": trained["latency_ms"][k] / lat[k],
                 }
                 for k in lat
-                if k in fp32_row["latency_ms"] and k in torch_row["latency_ms"] and lat[k]
+                if k in fp32_row["latency_ms"] and k in trained["latency_ms"] and lat[k]
             }
-        if prev is not None and h:
-            r["delta_prev"] = _differences(h, prev)
+        parent = by_name.get(r.get("derived_from") or "")
+        if h and parent is not None and parent.get("headline"):
+            r["delta_step"] = _differences(h, parent["headline"])
+        if h and r is not trained:
+            r["delta_total"] = _differences(h, trained["headline"])
         if h and r["variant"] not in ("pytorch",):
             r["delta_fp32"] = _differences(h, base_h)
-        prev = h or prev

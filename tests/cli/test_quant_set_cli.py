@@ -48,3 +48,20 @@ def test_quant_set_checks_out_before_it_reads_the_run_or_the_dataset(tmp_path):
         assert res.exit_code == 2, res.output
         assert expected in " ".join(res.output.split())
     assert blocker.read_text() == "an operator's file\n"
+
+
+def test_quant_set_by_default_takes_what_export_takes(trained_run, tmp_path):
+    """Its fixed default of 256 refused every run with fewer training windows, where export's
+    default takes them all."""
+    from fusion_edge.export.pipeline import ExportConfig, calibration_set
+    from fusion_edge.toolkit.checkpoint import read_run_info
+    from fusion_edge.toolkit.dataset import Dataset
+
+    out = tmp_path / "calib.npz"
+    res = CliRunner().invoke(
+        app, ["calibrate", "quant-set", str(trained_run.path), "--data", str(trained_run.data), "--out", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    want = calibration_set(read_run_info(trained_run.path), Dataset.open(trained_run.data), ExportConfig())
+    with np.load(out, allow_pickle=False) as z:
+        assert next(z[k] for k in z.files if "imu" in k).shape[0] == len(want)

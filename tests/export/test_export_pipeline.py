@@ -99,16 +99,22 @@ def test_report_files_hold_the_table(tiny_bundle) -> None:
         assert fp32["speedups"][batch]["vs_fp32_ort"] == pytest.approx(1.0)
     assert fp32["speedups"]["batch_5"]["vs_torch"] == pytest.approx(fp32["speedup_vs_torch"])
     md = (tiny_bundle.bundle / "report.md").read_text()
-    assert "| int8_cpu |" in md and "ms @5" in md and "x vs torch @1 / @5" in md
+    assert "| int8_cpu |" in md and "ms @5" in md and "x vs trained torch @1 / @5" in md
     cell = f"{fp32['speedups']['batch_1']['vs_torch']:.3g} / {fp32['speedups']['batch_5']['vs_torch']:.3g}"
     assert f"| {cell} |" in next(line for line in md.splitlines() if line.startswith("| fp32 |"))
     # Heads in % under a header that says which figure, deltas in points, in the heads' order
     # (the table used to print 0.21 for a 21% relative error, and deltas in another order).
-    assert "| action accuracy | quality rel. error |" in md and "delta fp32 (points)" in md
+    assert "| action accuracy | quality rel. error |" in md and "delta total (points)" in md
     line = next(line for line in md.splitlines() if line.startswith("| fp16 |"))
-    h, d = fp16["headline"], fp16["delta_fp32"]
+    h, d = fp16["headline"], fp16["delta_total"]
     assert f"| {100 * h['action']:.1f}% | {100 * h['quality']:.1f}% |" in line
-    assert f"action {100 * d['action']:+.2f}, quality {100 * d['quality']:+.2f} |" in line
+    assert f"action {100 * d['action']:+.2f}, quality err {100 * d['quality']:+.2f} |" in line
+    # Each variant's step is against what it was made from: every quantization against FP32.
+    for r in report["rows"][2:]:
+        if "headline" in r:
+            assert r["derived_from"] == "fp32"
+            assert r["delta_step"] == pytest.approx(r["delta_fp32"])
+    assert "accuracy on" in report["notes"][0] and "median of 2 calls" in report["notes"][0]
 
 
 def test_the_printed_table_has_report_md_columns_and_notes_keep_their_brackets(tiny_bundle) -> None:
@@ -121,8 +127,8 @@ def test_the_printed_table_has_report_md_columns_and_notes_keep_their_brackets(t
     rows = json.loads((tiny_bundle.bundle / "report.json").read_text())["rows"]
     cols, cells = report_table(rows, 5)
     table = export_table(rows, 5)
-    # Every column, the per-step cost ("delta prev") included: what each compression step lost.
-    assert [c.header for c in table.columns] == cols and "delta prev (points)" in cols
+    # Every column, the per-step cost ("delta step") included: what each compression step lost.
+    assert [c.header for c in table.columns] == cols and "delta step (points)" in cols
     result = SimpleNamespace(rows=rows, bundle=tiny_bundle.bundle,
                              notes=["engines skipped: pip install 'fusion-edge[gpu]' on the GPU box"])
     with console.capture() as cap:
@@ -355,6 +361,34 @@ def test_pruned_export_records_sizes_and_smaller_config(
         "pruned 50.0% of units, widths rounded to multiples of 8 (conv 32/48/64 -> 16/24/32, "
         "latent 64 -> 32, LSTM 64/64 -> 32/32, attention 32 -> 16)"
     ) in report
+    # The pruned rows are related to the trained model, not to themselves: the pruned FP32's
+    # step is its export from the pruned model, its total and its eager speedup the trained one's.
+    trained, pruned, fp32 = result.rows[:3]
+    assert pruned["derived_from"] == "pytorch" and fp32["derived_from"] == "pytorch pruned 50%"
+    for task in ("action", "quality"):
+        assert pruned["delta_step"][task] == pytest.approx(pruned["headline"][task] - trained["headline"][task])
+        assert fp32["delta_total"][task] == pytest.approx(fp32["headline"][task] - trained["headline"][task])
+    lat = fp32["latency_ms"]["batch_1"]
+    assert fp32["speedups"]["batch_1"]["vs_torch"] == pytest.approx(trained["latency_ms"]["batch_1"] / lat)
+    assert "delta_total" not in trained and "budget_check" in manifest["pruning"]
+
+
+def test_pruning_over_its_budget_is_marked_and_says_what_to_change(
+    tiny_run: Path, tiny_data: Path, tmp_path: Path
+) -> None:
+    """A prune that lost 14 tactic points used to read 'reference' with no word."""
+    cfg = ExportConfig(prune_ratio=0.5, fine_tune_epochs=0, precisions=("fp32",), latency_runs=1,
+                       squad_size=3, max_prune_accuracy_drop=-1.0)  # nothing can meet it
+    result = export(tiny_run, tiny_data, tmp_path / "b", cfg)
+    assert result.rows[1]["status"] == "over budget"
+    note = next(n for n in result.notes if n.startswith("pruning 50% costs more than its budget"))
+    assert "action" in note and "--fine-tune-epochs, 0 now" in note and "prune less (--prune)" in note
+    assert verify_bundle(result.bundle)["pruning"]["budget_check"]["ok"] is False
+
+
+def test_negative_fine_tune_epochs_are_refused() -> None:
+    with pytest.raises(ConfigError, match="--fine-tune-epochs must be 0 or more, got -1"):
+        ExportConfig(prune_ratio=0.5, fine_tune_epochs=-1)
 
 
 def test_export_prunes_to_a_parameter_budget(tiny_run: Path, tiny_data: Path, tmp_path: Path) -> None:
@@ -384,6 +418,11 @@ def test_cli_counts_take_suffixes() -> None:
     assert parse_count("", "--x") == 0
     with pytest.raises(ConfigError, match="--prune-to-params 'forty' is not a count"):
         parse_count("forty", "--prune-to-params")
+    for bad in ("nan", "inf", "1e400"):  # used to end in a ValueError / OverflowError traceback
+        with pytest.raises(ConfigError, match=f"--prune-to-params '{bad}' is not a count"):
+            parse_count(bad, "--prune-to-params")
+    with pytest.raises(ConfigError, match="a positive count \\(1 or more\\), got '0.5'"):
+        parse_count("0.5", "--prune-to-params")  # rounded to 0 = unset: exported unpruned, silently
 
 
 def test_overwrite_never_deletes_a_folder_that_is_not_a_bundle(

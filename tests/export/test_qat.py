@@ -115,3 +115,5 @@ def test_export_runs_qat_only_when_post_training_int8_is_over_budget(
     manifest = verify_bundle(tmp_path / "b2")
     int8 = next(v for v in manifest["variants"] if v["name"] == "int8_cpu")
     assert int8["quantization_aware"] is None and int8["status"] == "ok"
+    notes = json.loads((tmp_path / "b2" / "report.json").read_text())["notes"]
+    assert any(n.startswith("--qat-epochs 1: not run, post-training INT8 is already within") for n in notes)
