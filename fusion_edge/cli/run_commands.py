@@ -43,15 +43,43 @@ def _sinks(stack: ExitStack, events: Path | None, table: bool, sse: int | None,
     return hub, fresh
 
 
+def _is_sqlite(path: Path) -> bool:
+    """Whether ``path`` is a SQLite file (a session recording, most likely)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
+
+
 def _check_outputs(**paths: Path | None) -> None:
-    """Refuse output paths that cannot be written before the session, not after it."""
+    """Refuse output paths that cannot be written before the session, not after it, and any
+    that would destroy data: two outputs on one file, or events/stats over a recording."""
     from fusion_edge.errors import ConfigError
     from fusion_edge.file_access import nearest_existing
 
-    for option, path in paths.items():
-        if path is None:
-            continue
+    given = {k: p for k, p in paths.items() if p is not None}
+    seen: dict[Path, str] = {}
+    for option, path in given.items():
+        other = seen.setdefault(path.resolve(), option)
+        if other != option:
+            raise ConfigError(
+                f"--{other} and --{option} name the same file {path}; one would overwrite the "
+                "other: give two different files"
+            )
+    for option, path in given.items():
         flag = "--" + option.replace("_", "-")
+        if option != "record" and path.is_file() and _is_sqlite(path):
+            raise ConfigError(
+                f"{flag} {path} is a SQLite file (a recording?); writing there would replace it: "
+                f"give another file, e.g. {flag} {_DEFAULT_NAMES[option]}"
+            )
+        if option == "record" and path.is_file() and path.stat().st_size and not _is_sqlite(path):
+            raise ConfigError(
+                f"--record {path} exists and is not a session recording (an events or stats "
+                "file?); it was left as it was: give a new file, or an earlier recording to add "
+                "this session to"
+            )
         if path.is_dir():
             raise ConfigError(f"{flag} {path} is a folder; give a file name inside it, "
                               f"e.g. {flag} {path / _DEFAULT_NAMES[option]}")
@@ -184,7 +212,7 @@ def run(
                                     {"bundle": str(bundle), "hop_s": kit_cfg.windows.hop_s})
             if record is None and kit_cfg.recording.enabled:
                 record = kit_cfg.recording.path / f"session-{int(__import__('time').time())}.sqlite"
-                _check_outputs(record=record)
+                _check_outputs(events=events, stats=stats, record=record)
             ran: list[bool] = []
             if record is not None:
                 record.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +226,8 @@ def run(
                                                      on_progress=lambda m: console.print(m)))
             ran.append(True)
         else:
-            cfg = SimulatedKitConfig(scenario=simulate, seconds=seconds or 30.0, seed=seed, players=players)
+            cfg = SimulatedKitConfig(scenario=simulate, seconds=30.0 if seconds is None else seconds, seed=seed,
+                                     players=players)
             if record is not None:
                 record.parent.mkdir(parents=True, exist_ok=True)
                 recorder = _LazyRecorder(record, {"bundle": str(bundle), "simulate": simulate})
@@ -224,7 +253,8 @@ def run(
                           f"failed, {faults.get('recording_dropped', 0)} dropped; {why}")
         raise typer.Exit(1)
     if record:
-        console.print(f"recording: [bold]{record}[/] (replay with 'fusion-edge replay {record} --bundle B')")
+        console.print(f"recording: [bold]{escape(str(record))}[/] (replay with 'fusion-edge replay "
+                      f"{escape(str(record))} --bundle {escape(str(bundle))}')")
 
 
 def _drop_unused_recording(path: Path, created: bool, ran: list[bool]) -> None:
@@ -343,12 +373,7 @@ def _check_replay_targets(session: Path, bundle: Path, **paths: Path | None) -> 
                 f"bundle: give a file outside it, e.g. {flag} {_DEFAULT_NAMES[option]}"
             )
         if target.is_file():
-            try:
-                with open(target, "rb") as f:
-                    is_sqlite = f.read(16) == b"SQLite format 3\x00"
-            except OSError:
-                is_sqlite = False
-            if is_sqlite:
+            if _is_sqlite(target):
                 raise ConfigError(
                     f"{flag} {path} is a SQLite file (a recording?); writing there would "
                     f"replace it: give another file, e.g. {flag} {_DEFAULT_NAMES[option]}"

@@ -165,3 +165,58 @@ def test_profile_compare_of_a_binary_file_is_an_error(tmp_path: Path) -> None:
     r = invoke("profile", "compare", bad, bad)
     assert r.exit_code == 2, r.output
     assert "is not JSON" in r.text
+
+
+def _sqlite(path: Path) -> bytes:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute("create table t (x)")
+    db.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (("--events", "same.x", "--record", "same.x"), "--events and --record name the same file"),
+        (("--record", "rs.sqlite", "--stats", "rs.sqlite"), "--stats and --record name the same file"),
+        (("--events", "e.json", "--stats", "e.json"), "--events and --stats name the same file"),
+    ],
+)
+def test_two_outputs_on_one_file_are_refused_before_the_session(
+    tmp_path: Path, fake_model: None, options: tuple[str, ...], message: str
+) -> None:
+    """`--events same.x --record same.x` used to turn the raw recording into events, exit 0."""
+    args = [str(tmp_path / o) if i % 2 else o for i, o in enumerate(options)]
+    r = invoke("run", "--simulate", "5v5", "--bundle", tmp_path / "b", "--seconds", "5", *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.text and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("option", ["--events", "--stats"])
+def test_events_or_stats_over_a_recording_are_refused_and_it_is_kept(
+    tmp_path: Path, fake_model: None, option: str
+) -> None:
+    old = tmp_path / "keep.sqlite"
+    before = _sqlite(old)
+    r = invoke("run", "--simulate", "5v5", "--bundle", tmp_path / "b", "--seconds", "5", option, old)
+    assert r.exit_code == 2, r.output
+    assert "is a SQLite file (a recording?); writing there would replace it" in r.text
+    assert old.read_bytes() == before
+
+
+def test_record_over_an_events_file_is_refused_and_it_is_kept(tmp_path: Path, fake_model: None) -> None:
+    old = tmp_path / "oldev.jsonl"
+    old.write_text('{"player": "p1"}\n')
+    r = invoke("run", "--simulate", "5v5", "--bundle", tmp_path / "b", "--seconds", "5", "--record", old)
+    assert r.exit_code == 2, r.output
+    assert "exists and is not a session recording" in r.text
+    assert old.read_text() == '{"player": "p1"}\n'
+
+
+def test_seconds_zero_is_refused_not_read_as_the_default(tmp_path: Path, fake_model: None) -> None:
+    """`--seconds 0` ran the default 30 s (`seconds or 30.0`)."""
+    r = invoke("run", "--simulate", "5v5", "--bundle", tmp_path / "b", "--seconds", "0")
+    assert r.exit_code == 2, r.output
+    assert "--seconds must be positive, got 0" in r.text
