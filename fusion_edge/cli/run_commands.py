@@ -255,6 +255,14 @@ def run(
     if record:
         console.print(f"recording: [bold]{escape(str(record))}[/] (replay with 'fusion-edge replay "
                       f"{escape(str(record))} --bundle {escape(str(bundle))}')")
+    if summary.interrupted:
+        kept = ", ".join(n for n, p in (("events", events), ("stats", stats), ("recording", record)) if p)
+        console.print(
+            f"[yellow]stopped early[/] (Ctrl-C or SIGTERM) after {summary.seconds:.0f} s: the table"
+            + (f" and the {kept} files hold" if kept else " holds")
+            + " the session up to then"
+        )
+        raise typer.Exit(130)
 
 
 def _drop_unused_recording(path: Path, created: bool, ran: list[bool]) -> None:

@@ -26,7 +26,7 @@ from fusion_edge.runtime.field_kit import (
     session_metadata,
     setups_from_metadata,
 )
-from fusion_edge.runtime.simulated_kit import RunSummary, summarize
+from fusion_edge.runtime.simulated_kit import RunSummary, stream_for, summarize
 
 __all__ = [
     "setups_from_kit",
@@ -188,7 +188,7 @@ async def run_kit(
         try:
             async with ble:
                 say("streaming: Ctrl-C to stop" if seconds is None else f"streaming for {seconds:.0f} s")
-                await asyncio.sleep(seconds if seconds is not None else float("inf"))
+                interrupted = await stream_for(seconds)
         except (OSError, FileNotFoundError) as exc:
             raise TransportError(
                 f"Bluetooth is not available ({exc}): plug in a BLE adapter and check 'bluetoothctl "
@@ -198,7 +198,9 @@ async def run_kit(
         for t in transports:
             t.close()
     processor.finish()
-    return processor, summarize(processor, time.monotonic() - t0, time.process_time() - cpu0)
+    summary = summarize(processor, time.monotonic() - t0, time.process_time() - cpu0)
+    summary.interrupted = interrupted and seconds is not None  # no --seconds: Ctrl-C is the end
+    return processor, summary
 
 
 def replay_session(

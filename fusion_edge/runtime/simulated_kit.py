@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import resource
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -96,10 +97,39 @@ class RunSummary:
     stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     counters: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM before its time was up
 
     def to_json(self) -> dict[str, Any]:
         """The stats file."""
         return dict(self.__dict__)
+
+
+async def stream_for(seconds: float | None) -> bool:
+    """Wait out a session (for ever when ``seconds`` is None); True when Ctrl-C or SIGTERM
+    ended it early.
+
+    Ctrl-C cancels ``asyncio.run``'s task; caught here, the caller closes its transports and
+    finishes the processor as after a full session, so the events are flushed and the stats
+    written instead of lost. SIGTERM (``systemctl stop``) is made to do the same. A second
+    Ctrl-C still stops at once.
+    """
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    term = False
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            term = True
+    try:
+        await asyncio.sleep(seconds if seconds is not None else float("inf"))
+        return False
+    except asyncio.CancelledError:
+        if task is not None:
+            task.uncancel()  # handled: what follows (closing, finishing) must not be cancelled
+        return True
+    finally:
+        if term:
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -281,7 +311,7 @@ async def run_simulated_kit(
                     kit = SimulatedKit(pods, receivers, processor, transport, transports)
                     script = asyncio.ensure_future(faults(kit))
                 try:
-                    await asyncio.sleep(config.seconds)
+                    interrupted = await stream_for(config.seconds)
                 finally:
                     if script is not None:
                         script.cancel()
@@ -297,6 +327,7 @@ async def run_simulated_kit(
     processor.finish()
     wall = time.monotonic() - t0
     summary = summarize(processor, wall, time.process_time() - cpu0)
+    summary.interrupted = interrupted
     return processor, summary
 
 

@@ -166,3 +166,40 @@ def test_kill_9_during_recording_leaves_a_replayable_file(kit_bundle: Path, tmp_
     finally:
         model.close()
     assert summary.scored >= 2  # 8 s recorded with a 6 s window: at least one hop per player
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_mid_session_keeps_the_stats_and_says_so(
+    kit_bundle: Path, tmp_path: Path, sig: int
+) -> None:
+    """Ctrl-C used to end the run on 'streaming for 60 s' with no table and no stats file, and
+    SIGTERM (systemctl stop) left the recording's session unended."""
+    import json
+
+    from fusion_edge.runtime.recording import SessionReader
+
+    rec, stats, events = tmp_path / "s.sqlite", tmp_path / "st.json", tmp_path / "ev.jsonl"
+    cmd = [sys.executable, "-m", "fusion_edge", "run", "--simulate", "5v5", "--players", "2",
+           "--seconds", "120", "--bundle", str(kit_bundle), "--backend", "onnxruntime-cpu",
+           "--record", str(rec), "--stats", str(stats), "--events", str(events), "--no-table"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "COLUMNS": "200"})
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            if events.is_file() and events.stat().st_size:  # a hop has been scored
+                break
+        assert proc.poll() is None, proc.stdout.read().decode()[-2000:]
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = " ".join(out.split())
+    assert proc.returncode == 130, text[-2000:]
+    assert "stopped early" in text and "the events, stats, recording files hold the session" in text
+    doc = json.loads(stats.read_text())
+    assert doc["interrupted"] is True and doc["events"] >= 1 and doc["seconds"] < 100
+    with SessionReader(rec) as r:
+        assert r.sessions()[-1].ended_ns is not None
