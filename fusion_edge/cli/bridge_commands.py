@@ -273,8 +273,11 @@ def read_gnss(
             f"--baud {baud} is not a line speed: give the receiver's baud rate (115200 for a "
             "u-blox at 10 Hz; 9600 or 38400 on many older receivers)"
         )
+    from fusion_edge.errors import TransportError
+
     merger = EpochMerger(emit)
     transport = SerialGnssTransport(port, SerialGnssConfig(baudrate=baud))
+    lost: str | None = None
     with transport:
         if on_open is not None:
             on_open()
@@ -288,6 +291,10 @@ def read_gnss(
                     merger.add(reading.message, reading.host_time_ns)
         except KeyboardInterrupt:
             pass
+        except TransportError as exc:
+            # The receiver vanished mid-read: what it sent is kept (the open epoch flushed,
+            # the counters returned), and the caller reports the loss after them.
+            lost = str(exc)
     merger.flush()
     c = transport.reader.counters
     link = transport.counters
@@ -307,6 +314,7 @@ def read_gnss(
         "disconnects": link.disconnects,
         "reconnects": link.reconnects,
         "reader": vars(c),
+        "error": lost,
     }
 
 
@@ -440,6 +448,13 @@ def gnss_read(
     ):
         summary.add_row(key, str(result[key]))
     console.print(summary)
+    if result.get("error"):
+        kept = ", ".join(str(p) for p in (out, stats) if p is not None)
+        err_console.print(
+            f"[bold red]error:[/] {escape(result['error'])}"
+            + (f" (the {result['fixes']} fixes and counters up to then are in {escape(kept)})" if kept else "")
+        )
+        raise typer.Exit(2)
     advice = no_fix_advice(result)
     if advice is not None:
         err_console.print(f"[yellow]warning:[/] {escape(advice)}")

@@ -195,3 +195,30 @@ def test_gnss_simulate_runs_for_the_given_time() -> None:
     assert result.exit_code == 0, result.output
     assert "/dev/pts/" in result.output or "/dev/tty" in result.output
     assert "epochs" in result.output
+
+
+def test_gnss_read_receiver_that_disappears_keeps_the_fixes_and_the_counters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stats file and the counter table used to be lost when the receiver did not come back."""
+    import dataclasses
+    import threading
+
+    import fusion_edge.firmware_bridge.serial_gnss as sg
+
+    real = sg.SerialGnssConfig
+    monkeypatch.setattr(sg, "SerialGnssConfig", lambda **kw: real(**{**kw, "reconnect_timeout_s": 0.5}))
+    out, stats, link = tmp_path / "fixes.jsonl", tmp_path / "stats.json", tmp_path / "rx"
+    cfg = dataclasses.replace(SimulatedReceiverConfig(), link_path=str(link))
+    with SimulatedReceiver(CircleTrackSource(), cfg) as rx:
+        threading.Timer(1.2, rx.unplug).start()
+        result = runner.invoke(
+            app, ["gnss", "read", str(link), "--seconds", "20", "--out", str(out), "--stats", str(stats)]
+        )
+    assert result.exit_code == 2, result.output
+    text = flat(result.output)
+    assert "disappeared and did not come back" in text and "Stream counters" in text
+    s = json.loads(stats.read_text())
+    assert s["fixes"] >= 5 and s["fixes"] == len(out.read_text().splitlines())
+    assert s["error"] and "disappeared" in s["error"] and s["disconnects"] >= 1
+    assert f"the {s['fixes']} fixes and counters up to then are in" in text
