@@ -137,6 +137,11 @@ def read_manifest(bundle: str | os.PathLike[str]) -> dict[str, Any]:
             f"{root} is not a folder; give the bundle folder that `fusion-edge export` wrote"
         )
     if not path.is_file():
+        if (root / "model.safetensors").is_file() and (root / "config.json").is_file():
+            raise BundleError(
+                f"{root} is a training run, not a bundle: export it first, `fusion-edge export "
+                f"{root} --data DATASET --out BUNDLE`, and give --bundle BUNDLE"
+            )
         raise BundleError(
             f"{path} is missing: {root} is not a finished bundle (an interrupted export leaves "
             "no manifest); re-run `fusion-edge export`"

@@ -379,7 +379,7 @@ class _Checker:
         return p
 
 
-def _parse_players(c: _Checker, doc: dict[str, Any], ports: set[str]) -> tuple[PlayerConfig, ...]:
+def _parse_players(c: _Checker, doc: dict[str, Any], ports: dict[str, str]) -> tuple[PlayerConfig, ...]:
     raw = doc.get("players")
     if not isinstance(raw, list) or not raw:
         raise c.fail(("players",), "the kit has no players; add one [[players]] table per "
@@ -418,9 +418,17 @@ def _parse_players(c: _Checker, doc: dict[str, Any], ports: set[str]) -> tuple[P
         if port is not None:
             if port not in ports:
                 declared = ", ".join(sorted(ports)) or "none"
+                owner = next((name for name, path in ports.items() if path == port), None)
+                if owner is not None:  # the device path instead of the table's name
+                    fix = (f"gnss_port names a [gnss_ports] table, not a device: '{port}' is "
+                           f"{owner}'s path, so write gnss_port = \"{owner}\"")
+                elif "/" in port:
+                    fix = ("gnss_port names a [gnss_ports] table, not a device: declare e.g. "
+                           f"[gnss_ports.rx9] with path = \"{port}\" and write gnss_port = \"rx9\"")
+                else:
+                    fix = f"add a [gnss_ports.{port}] table with path and baud"
                 raise c.fail(k + ("gnss_port",), f"port '{port}' is not declared (declared: "
-                                                 f"{declared}); add a [gnss_ports.{port}] table "
-                                                 "with path and baud")
+                                                 f"{declared}); {fix}")
             if (port, tag) in seen_tags:
                 other = seen_tags[(port, tag)]
                 raise c.fail(k + ("gnss_tag",) if tag else k + ("gnss_port",),
@@ -476,7 +484,7 @@ def parse_kit(doc: dict[str, Any], text: str, path: Path) -> KitConfig:
     c = _Checker(path, text)
     c.table(doc, (), "")
     ports = _parse_ports(c, doc)
-    players = _parse_players(c, doc, {p.name for p in ports})
+    players = _parse_players(c, doc, {p.name: p.path for p in ports})
 
     sinks_doc = c.table(doc.get("sinks", {}), ("sinks",), "sinks")
     jsonl = c.get(sinks_doc, ("sinks", "jsonl"), (str, bool), None)

@@ -142,3 +142,16 @@ def test_reading_a_bundle_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules, 'heavy import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_training_run_given_as_the_bundle_says_to_export_it(tmp_path: Path) -> None:
+    """It was called 'not a finished bundle (an interrupted export...)'."""
+    run = tmp_path / "R"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(BundleError, match=r"R is a training run, not a bundle: export it first, "
+                                          r"`fusion-edge export .*R --data DATASET --out BUNDLE`"):
+        read_manifest(run)
+    with pytest.raises(BundleError, match="is not a finished bundle"):
+        read_manifest(tmp_path)
