@@ -23,13 +23,24 @@ engine_app = typer.Typer(help="TensorRT engines built from bundles.", no_args_is
 
 def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
     """The export report as a rich table (one row per variant; `export` prints it), with the
-    columns of report.md (`report_table`): what each compression step cost is its "delta step"."""
+    columns of report.md (`report_table`) under shorter, two-line headers so that it fits a
+    terminal: what each compression step cost is its "delta step"."""
     from fusion_edge.export.bundle import report_table  # torch, via the model: only when exporting
 
     cols, cells = report_table(rows, squad)
-    table = Table(title="Export (heads: accuracy or relative error, %; deltas in points)")
+    order = next((c.split("(points: ", 1)[1].rstrip(")") for c in cols if "(points: " in c), "")
+    table = Table(
+        title="Export (heads: accuracy or relative error, %)",
+        caption=f"deltas in points, per head: {order}" if order else None,
+    )
     for col in cols:
-        table.add_column(col, overflow="fold")
+        header = (
+            col.replace(" accuracy", "\nacc. %").replace(" rel. error", "\nerr. %")
+            .replace("x vs fp32 ort ", "x fp32 ort\n").replace("x vs trained torch ", "x trained\n")
+        )
+        if col.startswith("delta"):
+            header = col.split(" (", 1)[0] + "\n(points)"
+        table.add_column(header, no_wrap=not col.startswith("delta"))
     for row in cells:
         table.add_row(*row)
     return table

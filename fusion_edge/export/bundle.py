@@ -118,8 +118,9 @@ def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[st
 
     ``report.md`` and the table `fusion-edge export` prints are both drawn from it. Heads are
     percentages (accuracy for class heads, relative error for regression heads, as evaluate and
-    ablation print them), in the model's task order. Deltas are percentage points, in the same
-    order; a regression head's reads ``err`` (its relative error: + is worse). "delta step" is
+    ablation print them), in the model's task order. Deltas are percentage points, one per head
+    in the same order (``+0.00 / -0.17 / +0.40``, the header names them); a regression head's is
+    its relative error (``err`` in the header: + is worse). "delta step" is
     against the row a variant was made from, "delta total" against the trained model (the
     first row), whose eager latency "x vs trained torch" divides by.
     """
@@ -136,15 +137,16 @@ def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[st
         f"ms @{squad}",
         f"x vs fp32 ort @1 / @{squad}",
         f"x vs trained torch @1 / @{squad}",
-        "delta step (points)",
-        "delta total (points)",
     ]
+    order = " / ".join(f"{h}{' err' if h in regression else ''}" for h in heads)
+    cols += [f"delta step (points: {order})", f"delta total (points: {order})"]
 
     def deltas(d: Mapping[str, float] | None) -> str:
-        d = d or {}
-        return ", ".join(
-            f"{h}{' err' if h in regression else ''} {100 * d[h]:+.2f}" for h in heads if h in d
-        ) or "-"
+        if not d:
+            return "-"
+        # A change that rounds to nothing reads +0.00, not -0.00.
+        return " / ".join(f"{100 * d[h] + 0.0 if abs(100 * d[h]) >= 0.005 else 0.0:+.2f}"
+                          if h in d else "-" for h in heads)
 
     cells = []
     for r in rows:

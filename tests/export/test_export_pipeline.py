@@ -104,11 +104,12 @@ def test_report_files_hold_the_table(tiny_bundle) -> None:
     assert f"| {cell} |" in next(line for line in md.splitlines() if line.startswith("| fp32 |"))
     # Heads in % under a header that says which figure, deltas in points, in the heads' order
     # (the table used to print 0.21 for a 21% relative error, and deltas in another order).
-    assert "| action accuracy | quality rel. error |" in md and "delta total (points)" in md
+    assert "| action accuracy | quality rel. error |" in md
+    assert "| delta step (points: action / quality err) | delta total (points: action / quality err) |" in md
     line = next(line for line in md.splitlines() if line.startswith("| fp16 |"))
     h, d = fp16["headline"], fp16["delta_total"]
     assert f"| {100 * h['action']:.1f}% | {100 * h['quality']:.1f}% |" in line
-    assert f"action {100 * d['action']:+.2f}, quality err {100 * d['quality']:+.2f} |" in line
+    assert f"| {100 * d['action']:+.2f} / {100 * d['quality']:+.2f} |" in line
     # Each variant's step is against what it was made from: every quantization against FP32.
     for r in report["rows"][2:]:
         if "headline" in r:
@@ -128,7 +129,10 @@ def test_the_printed_table_has_report_md_columns_and_notes_keep_their_brackets(t
     cols, cells = report_table(rows, 5)
     table = export_table(rows, 5)
     # Every column, the per-step cost ("delta step") included: what each compression step lost.
-    assert [c.header for c in table.columns] == cols and "delta step (points)" in cols
+    headers = [c.header for c in table.columns]
+    assert len(headers) == len(cols) and "delta step (points: action / quality err)" in cols
+    assert headers[3:5] == ["action\nacc. %", "quality\nerr. %"] and "delta step\n(points)" in headers
+    assert table.caption == "deltas in points, per head: action / quality err"
     result = SimpleNamespace(rows=rows, bundle=tiny_bundle.bundle,
                              notes=["engines skipped: pip install 'fusion-edge[gpu]' on the GPU box"])
     with console.capture() as cap:
