@@ -299,7 +299,61 @@ def verify_bundle(bundle: str | os.PathLike[str]) -> dict[str, Any]:
                 f"variant '{var['name']}': sha256 of {path} is {digest[:12]}..., the manifest "
                 f"says {str(var['sha256'])[:12]}...; the file is corrupt, copy the bundle again"
             )
+    _check_against_model(root, doc)
     return doc
+
+
+#: Manifest sections the export also wrote into every ONNX file's metadata.
+_MODEL_SECTIONS = ("inputs", "tasks", "normalization")
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str:
+    """Where two JSON values first differ, e.g. ``[1].window_samples: 200 vs 240``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{where}.{k}")
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if x != y:
+                return _first_difference(x, y, f"{where}[{i}]")
+    shown = [json.dumps(v)[:60] for v in (a, b)]
+    return f"{where.lstrip('.') or 'the whole section'}: {shown[0]} in manifest.json, {shown[1]} in the model"
+
+
+def _check_against_model(root: Path, doc: Mapping[str, Any]) -> None:
+    """Refuse a manifest whose inputs, tasks or normalization differ from what the FP32 file
+    was exported with (its ``fusion_edge.*`` metadata).
+
+    The manifest's hashes cover the model files, not the manifest itself, so an edited
+    ``window_samples`` or label list used to verify ``ok`` and then fail every hop (or
+    mislabel every event). Skipped without onnxruntime, or for a file without the metadata.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return
+    path = root / str((doc.get("fallback") or {}).get("file", "model_fp32.onnx"))
+    try:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        meta = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception:  # loading problems are the backends' to report, with their context
+        return
+    for key in _MODEL_SECTIONS:
+        raw = meta.custom_metadata_map.get(f"fusion_edge.{key}")
+        if raw is None:
+            continue
+        try:
+            written = json.loads(raw)
+        except json.JSONDecodeError:
+            continue
+        if json.loads(json.dumps(doc.get(key))) != written:
+            raise BundleError(
+                f"{root / MANIFEST_FILE}: its {key} differ from what {path.name} was exported with "
+                f"({_first_difference(doc.get(key), written)}); the manifest was edited or belongs "
+                "to another export: copy the bundle again, or re-export it"
+            )
 
 
 @dataclass

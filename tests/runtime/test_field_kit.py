@@ -319,3 +319,29 @@ def test_live_kit_survives_pod_disconnect_and_receiver_unplug(
     for pid in ids[2:]:
         assert any(e.status_reason == "no_gnss" for e in by_player[pid])
         assert by_player[pid][-1].status is EventStatus.SCORED
+
+
+@pytest.mark.parametrize(
+    "edit,where",
+    [
+        (lambda m: m["inputs"][1].update(window_samples=50), "inputs differ"),
+        (lambda m: m["tasks"][0].update(labels=m["tasks"][0]["labels"][:5]), "tasks differ"),
+        (lambda m: m["normalization"]["imu"]["mean"].__setitem__(0, 0.0), "normalization differ"),
+    ],
+)
+def test_a_manifest_edited_after_export_is_refused_at_verify(
+    kit_bundle: Path, tmp_path: Path, edit, where: str
+) -> None:
+    """Its hashes cover the model files, not the manifest: an edited window length verified ok
+    and then failed every hop; shortened labels ended in tracebacks."""
+    from fusion_edge.runtime.bundle import verify_bundle
+
+    bad = tmp_path / "b"
+    shutil.copytree(kit_bundle, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    edit(manifest)
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=f"its {where} from what model_fp32.onnx was exported with"):
+        verify_bundle(bad)
+    with pytest.raises(BundleError, match="the manifest was edited or belongs to another export"):
+        BundleModel(bad, preference=["onnxruntime-cpu"])
