@@ -265,33 +265,40 @@ async def run_simulated_kit(
         )
         for i, addr in enumerate(addresses)
     ]
-    receivers = []
+    receivers: list[Any] = []
     links = tempfile.mkdtemp(prefix="fusion-edge-gnss-")
-    setups = []
-    for g in range(0, n, PLAYERS_PER_PORT):
-        names = {
-            f"P{i:02d}": _RealTimeFixes(ScenarioFixSource(session, i, origin), lead_s)
-            for i in range(g, min(n, g + PLAYERS_PER_PORT))
-        }
-        link = str(Path(links) / f"rx{g}")  # stable across unplug/replug, like /dev/serial/by-id
-        rx = SimulatedReceiver(names, SimulatedReceiverConfig(tag_sources=True, sentences=("RMC",), link_path=link),
-                               name=f"rx{g}")
-        receivers.append(rx)
-    for rx in receivers:
-        rx.start()
-    ports = [rx.port for rx in receivers]
-    for i in range(n):
-        setups.append(PlayerSetup(
-            player_id=session.player_ids[i], pod=addresses[i], gnss=(ports[i // PLAYERS_PER_PORT], f"P{i:02d}"),
-            team=int(session.team[i]), attack_dir=float(session.attack_dir[i]),
-        ))
-    if recorder is not None and hasattr(recorder, "bind"):
-        recorder.bind(session_metadata(setups, origin, {"scenario": scenario.name, "seed": config.seed}))
-    processor = FieldProcessor(setups, model, config=processor_config, origin=origin, sinks=sinks, recorder=recorder)
-    loop = asyncio.get_running_loop()
-
-
-    transports = [SerialGnssTransport(p, SerialGnssConfig(), on_reading=gnss_feeder(loop, processor, p)) for p in ports]
+    try:  # a setup that fails (a bad bundle, a recording that will not open) leaves no pty behind
+        setups = []
+        for g in range(0, n, PLAYERS_PER_PORT):
+            names = {
+                f"P{i:02d}": _RealTimeFixes(ScenarioFixSource(session, i, origin), lead_s)
+                for i in range(g, min(n, g + PLAYERS_PER_PORT))
+            }
+            link = str(Path(links) / f"rx{g}")  # stable across unplug/replug, like /dev/serial/by-id
+            rx = SimulatedReceiver(names, SimulatedReceiverConfig(tag_sources=True, sentences=("RMC",), link_path=link),
+                                   name=f"rx{g}")
+            receivers.append(rx)
+        for rx in receivers:
+            rx.start()
+        ports = [rx.port for rx in receivers]
+        for i in range(n):
+            setups.append(PlayerSetup(
+                player_id=session.player_ids[i], pod=addresses[i], gnss=(ports[i // PLAYERS_PER_PORT], f"P{i:02d}"),
+                team=int(session.team[i]), attack_dir=float(session.attack_dir[i]),
+            ))
+        if recorder is not None and hasattr(recorder, "bind"):
+            recorder.bind(session_metadata(setups, origin, {"scenario": scenario.name, "seed": config.seed}))
+        processor = FieldProcessor(setups, model, config=processor_config, origin=origin, sinks=sinks,
+                                   recorder=recorder)
+        loop = asyncio.get_running_loop()
+        transports = [
+            SerialGnssTransport(p, SerialGnssConfig(), on_reading=gnss_feeder(loop, processor, p)) for p in ports
+        ]
+    except BaseException:
+        for rx in receivers:
+            rx.close()
+        shutil.rmtree(links, ignore_errors=True)
+        raise
     field_ = SimulatedPodField(pods)
     cpu0 = time.process_time()
     t0 = time.monotonic()

@@ -345,3 +345,24 @@ def test_a_manifest_edited_after_export_is_refused_at_verify(
         verify_bundle(bad)
     with pytest.raises(BundleError, match="the manifest was edited or belongs to another export"):
         BundleModel(bad, preference=["onnxruntime-cpu"])
+
+
+def test_a_simulated_kit_whose_setup_fails_leaves_no_gnss_pty_folder(
+    model: BundleModel, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A recording that would not open left /tmp/fusion-edge-gnss-*/rx0 -> /dev/pts/N behind."""
+    import asyncio
+    import tempfile
+
+    from fusion_edge.runtime.simulated_kit import SimulatedKitConfig, run_simulated_kit
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    class Unopenable:
+        def bind(self, _meta: Any) -> None:
+            raise BundleError("cannot open the session recording")
+
+    with pytest.raises(BundleError, match="cannot open the session recording"):
+        asyncio.run(run_simulated_kit(SimulatedKitConfig(scenario="5v5", seconds=5, players=2), model,
+                                      recorder=Unopenable()))
+    assert not list(tmp_path.glob("fusion-edge-gnss-*"))
