@@ -1,7 +1,7 @@
 """The field kit's processor under faults: every test breaks one thing and checks that the other
 players keep being scored, that the kit says what happened, and that it counted it.
 
-The kit here is :class:`conftest.OfflineKit`: simulated pods and receivers on a fake clock
+The kit here is :class:`offline_kit.OfflineKit`: simulated pods and receivers on a fake clock
 feeding the real FieldProcessor (the live transports are covered by tests/cli/test_run_cli.py).
 Hop is the bundle's (3 s) and the window 6 s, so the first window ends about 6.2 s in.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OfflineKit
+from offline_kit import OfflineKit
 
 from fusion_edge.errors import BundleError
 from fusion_edge.runtime.bundle_model import BundleModel
