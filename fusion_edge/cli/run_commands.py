@@ -215,7 +215,7 @@ def run(
                 _check_outputs(events=events, stats=stats, record=record)
             ran: list[bool] = []
             if record is not None:
-                record.parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(record.parent, "--record")
                 # A file this run creates and never records into (no receiver, no adapter) is removed
                 # again; a file given to append to is left alone.
                 stack.callback(_drop_unused_recording, record, not record.exists(), ran)
@@ -229,14 +229,14 @@ def run(
             cfg = SimulatedKitConfig(scenario=simulate, seconds=30.0 if seconds is None else seconds, seed=seed,
                                      players=players)
             if record is not None:
-                record.parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(record.parent, "--record")
                 recorder = _LazyRecorder(record, {"bundle": str(bundle), "simulate": simulate})
                 stack.callback(_close_recorder, recorder, closing_errors)
             processor, summary = asyncio.run(run_simulated_kit(
                 cfg, model, sinks=hub, recorder=recorder, processor_config=ProcessorConfig(),
                 on_progress=lambda m: console.print(m)))
         if fresh is not None:
-            fresh.session_done()  # the file is this run's even if the session scored nothing
+            _session_done(fresh, events)  # the file is this run's even if the session scored nothing
     print_stats(summary, f"field session: {summary.seconds:.0f} s")
     doc = summary.to_json()
     if closing_errors:
@@ -263,6 +263,31 @@ def run(
             + " the session up to then"
         )
         raise typer.Exit(130)
+
+
+def _make_folder(folder: Path, option: str) -> None:
+    """Create an output's folder, or refuse the option with why (no traceback)."""
+    from fusion_edge.errors import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{option}: cannot create the folder {folder} ({exc.strerror or exc}); choose a path in "
+            "a writable folder"
+        ) from None
+
+
+def _session_done(fresh: Any, events: Path | None) -> None:
+    """Mark the events file as this session's; a write that fails is said, and the session's
+    table and stats still follow (they are not lost to a traceback)."""
+    try:
+        fresh.session_done()
+    except OSError as exc:
+        err_console.print(
+            f"[bold red]error:[/] could not write the events file {escape(str(events))} "
+            f"({escape(str(exc.strerror or exc))}); the session's table and stats follow"
+        )
 
 
 def _drop_unused_recording(path: Path, created: bool, ran: list[bool]) -> None:
@@ -346,7 +371,7 @@ def replay(
         hub, fresh = _sinks(stack, events, False, None)
         processor, summary = replay_session(session, model, session_id=session_id, sinks=hub)
         if fresh is not None:
-            fresh.session_done()
+            _session_done(fresh, events)
     print_stats(summary, f"replay of {session}")
     if not summary.scored:
         console.print(

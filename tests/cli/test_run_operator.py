@@ -220,3 +220,22 @@ def test_seconds_zero_is_refused_not_read_as_the_default(tmp_path: Path, fake_mo
     r = invoke("run", "--simulate", "5v5", "--bundle", tmp_path / "b", "--seconds", "0")
     assert r.exit_code == 2, r.output
     assert "--seconds must be positive, got 0" in r.text
+
+
+def test_output_writes_that_fail_after_the_checks_are_said_not_tracebacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As root on /sys the checks pass and the writes fail: mkdir and the events file used to
+    end in PermissionError tracebacks that lost the session's table and stats."""
+    from fusion_edge.cli.run_commands import _make_folder, _session_done
+    from fusion_edge.errors import ConfigError
+
+    def refuse(*_a: Any, **_k: Any) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(ConfigError, match="--record: cannot create the folder .* \\(Permission denied\\)"):
+        _make_folder(tmp_path / "recs", "--record")
+    _session_done(SimpleNamespace(session_done=refuse), tmp_path / "ev.jsonl")  # no raise
+    err = " ".join(capsys.readouterr().err.split())
+    assert "could not write the events file" in err and "the session's table and stats follow" in err
