@@ -25,10 +25,10 @@ def export_table(rows: list[dict[str, Any]], squad: int) -> Table:
     """The export report as a rich table (one row per variant; `export` prints it), with the
     columns of report.md (`report_table`) under shorter, two-line headers so that it fits a
     terminal: what each compression step cost is its "delta step"."""
-    from fusion_edge.export.bundle import report_table  # torch, via the model: only when exporting
+    from fusion_edge.export.bundle import delta_order, report_table  # torch: only when exporting
 
     cols, cells = report_table(rows, squad)
-    order = next((c.split("(points: ", 1)[1].rstrip(")") for c in cols if "(points: " in c), "")
+    order = delta_order(rows)
     table = Table(
         title="Export (heads: accuracy or relative error, %)",
         caption=f"deltas in points, per head: {order}" if order else None,

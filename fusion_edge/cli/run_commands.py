@@ -365,9 +365,9 @@ def replay(
 
     with cli_errors(), ExitStack() as stack:
         _check_replay_targets(session, bundle, events=events, stats=stats)
+        _check_outputs(events=events, stats=stats)
         model = BundleModel(bundle, preference=backend or ["onnxruntime-cpu"])
         stack.callback(model.close)
-        _check_outputs(events=events, stats=stats)
         hub, fresh = _sinks(stack, events, False, None)
         processor, summary = replay_session(session, model, session_id=session_id, sinks=hub)
         if fresh is not None:
@@ -384,12 +384,11 @@ def replay(
 
 def _check_replay_targets(session: Path, bundle: Path, **paths: Path | None) -> None:
     """Refuse --events/--stats paths that would overwrite what the replay reads: the recording
-    (the session's only copy of the raw field data), any other recording, or the bundle."""
+    (the session's only copy of the raw field data, with its -wal/-shm) or the bundle. Any other
+    recording, and one file for both, `_check_outputs` refuses, as for `run`."""
     from fusion_edge.errors import ConfigError
 
     given = {k: p for k, p in paths.items() if p is not None}
-    if len(given) == 2 and given["events"].resolve() == given["stats"].resolve():
-        raise ConfigError("--events and --stats name the same file; give two different files")
     rec = session.resolve()
     protected = {rec, Path(f"{rec}-wal"), Path(f"{rec}-shm")}
     for option, path in given.items():
@@ -405,9 +404,3 @@ def _check_replay_targets(session: Path, bundle: Path, **paths: Path | None) -> 
                 f"{flag} {path} is inside the bundle {bundle}; writing there would change the "
                 f"bundle: give a file outside it, e.g. {flag} {_DEFAULT_NAMES[option]}"
             )
-        if target.is_file():
-            if _is_sqlite(target):
-                raise ConfigError(
-                    f"{flag} {path} is a SQLite file (a recording?); writing there would "
-                    f"replace it: give another file, e.g. {flag} {_DEFAULT_NAMES[option]}"
-                )

@@ -16,7 +16,7 @@ from fusion_edge import __version__
 from fusion_edge.toolkit.checkpoint import RunInfo
 from fusion_edge.toolkit.model import ModelConfig
 
-__all__ = ["build_manifest", "onnx_metadata", "report_table", "speedup_cell", "write_report"]
+__all__ = ["build_manifest", "delta_order", "onnx_metadata", "report_table", "speedup_cell", "write_report"]
 
 
 def _inputs(info: RunInfo, hop_seconds: float) -> list[dict[str, Any]]:
@@ -124,10 +124,7 @@ def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[st
     against the row a variant was made from, "delta total" against the trained model (the
     first row), whose eager latency "x vs trained torch" divides by.
     """
-    heads = list(dict.fromkeys(k for r in rows for k in r.get("headline", {})))
-    regression = {
-        h for r in rows for h, m in (r.get("metrics") or {}).items() if "accuracy" not in m
-    }
+    heads, regression = _heads(rows)
     cols = [
         "variant",
         "status",
@@ -138,15 +135,15 @@ def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[st
         f"x vs fp32 ort @1 / @{squad}",
         f"x vs trained torch @1 / @{squad}",
     ]
-    order = " / ".join(f"{h}{' err' if h in regression else ''}" for h in heads)
+    order = delta_order(rows)
     cols += [f"delta step (points: {order})", f"delta total (points: {order})"]
 
+    def points(v: float) -> str:
+        v = 100 * v
+        return f"{v if abs(v) >= 0.005 else 0.0:+.2f}"  # rounds to nothing: +0.00, not -0.00
+
     def deltas(d: Mapping[str, float] | None) -> str:
-        if not d:
-            return "-"
-        # A change that rounds to nothing reads +0.00, not -0.00.
-        return " / ".join(f"{100 * d[h] + 0.0 if abs(100 * d[h]) >= 0.005 else 0.0:+.2f}"
-                          if h in d else "-" for h in heads)
+        return " / ".join(points(d[h]) if h in d else "-" for h in heads) if d else "-"
 
     cells = []
     for r in rows:
@@ -164,6 +161,19 @@ def report_table(rows: Sequence[Mapping[str, Any]], squad: int) -> tuple[list[st
             deltas(r.get("delta_total")),
         ])
     return cols, cells
+
+
+def _heads(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], set[str]]:
+    """The heads in the model's task order, and which of them are regression heads."""
+    heads = list(dict.fromkeys(k for r in rows for k in r.get("headline", {})))
+    regression = {h for r in rows for h, m in (r.get("metrics") or {}).items() if "accuracy" not in m}
+    return heads, regression
+
+
+def delta_order(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The heads a delta cell lists, in order: ``"action / tactic / quality err"``."""
+    heads, regression = _heads(rows)
+    return " / ".join(f"{h}{' err' if h in regression else ''}" for h in heads)
 
 
 def write_report(folder: Path, rows: Sequence[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:

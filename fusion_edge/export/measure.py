@@ -21,6 +21,7 @@ import torch
 
 from fusion_edge.export.onnx_export import onnx_session, run_onnx
 from fusion_edge.toolkit.dataset import DatasetSpec
+from fusion_edge.toolkit.metrics import labelled
 from fusion_edge.toolkit.model import ModelConfig, MultimodalCnnLstm
 from fusion_edge.toolkit.train import task_metrics
 
@@ -33,6 +34,7 @@ __all__ = [
     "onnx_latency",
     "torch_latency",
     "budget_check",
+    "unlabelled_heads",
     "unscored_heads",
     "headline",
 ]
@@ -94,6 +96,12 @@ def headline(metrics: dict[str, Any]) -> dict[str, float | None]:
 def unscored_heads(metrics: dict[str, Any]) -> list[str]:
     """The heads none of the scored windows has a label for (their scores are None)."""
     return [k for k, v in metrics.items() if not v["support"]]
+
+
+def unlabelled_heads(config: ModelConfig, data: HeldOut) -> list[str]:
+    """The heads none of ``data``'s windows has a label for, from the targets alone (no model
+    run needed to know it)."""
+    return [name for (name, _, _), y in zip(config.tasks, data.targets, strict=True) if not labelled(y).any()]
 
 
 def budget_check(

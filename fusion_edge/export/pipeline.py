@@ -38,6 +38,7 @@ from fusion_edge.export.measure import (
     score_onnx,
     score_torch,
     torch_latency,
+    unlabelled_heads,
     unscored_heads,
 )
 from fusion_edge.export.onnx_export import check_onnx, export_onnx
@@ -394,7 +395,7 @@ def export(
         )
         say(f"warning: {notes[-1]}")
     elif "int8" in config.precisions:
-        unjudged = unscored_heads(score_torch(model, spec, tune))
+        unjudged = unlabelled_heads(model.config, tune)
         if unjudged:
             notes.append(
                 f"no validation window carries a label of {', '.join(unjudged)}, so the INT8 "

@@ -16,6 +16,7 @@ import torch
 
 from fusion_edge.toolkit.checkpoint import Normalization
 from fusion_edge.toolkit.dataset import Dataset
+from fusion_edge.toolkit.metrics import labelled
 from fusion_edge.toolkit.model import ModelConfig, count_parameters
 from fusion_edge.toolkit.splits import split_by_player
 from fusion_edge.toolkit.train import TrainConfig, predict, task_metrics, train
@@ -100,9 +101,7 @@ def _unlabelled_tasks(dataset: Dataset, idx: np.ndarray) -> list[str]:
     """The tasks none of the windows ``idx`` has a label for (-1 / NaN)."""
     out = []
     for t in dataset.spec.tasks:
-        y = dataset.targets[t.name][idx]
-        labelled = (y >= 0) if t.is_classification else ~np.isnan(y)
-        if not labelled.any():
+        if not labelled(dataset.targets[t.name][idx]).any():
             out.append(t.name)
     return out
 

@@ -6,7 +6,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["classification_metrics", "regression_metrics"]
+__all__ = ["classification_metrics", "labelled", "regression_metrics"]
+
+
+def labelled(y: np.ndarray) -> np.ndarray:
+    """Which windows carry a label: class targets are -1 without one, regression targets NaN."""
+    y = np.asarray(y)
+    return ~np.isnan(y) if y.dtype.kind == "f" else y >= 0
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
@@ -17,7 +23,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: tuple
     ``confusion`` (rows: truth, columns: prediction), plus ``support``. With no labelled
     window (``support`` 0) there is no score: ``accuracy`` and ``macro_f1`` are None, not 0.
     """
-    keep = y_true >= 0
+    keep = labelled(y_true)
     t, p = y_true[keep].astype(np.int64), y_pred[keep].astype(np.int64)
     k = len(labels)
     conf = np.zeros((k, k), dtype=np.int64)
@@ -48,7 +54,7 @@ def regression_metrics(
 ) -> dict[str, Any]:
     """``mae`` and ``relative_error`` (MAE over the task's range: the paper's feedback error),
     ``rmse`` and ``support``; None for the three scores when no window is labelled."""
-    keep = ~np.isnan(y_true)
+    keep = labelled(y_true)
     err = np.abs(y_true[keep] - y_pred[keep])
     if not err.size:
         return {"mae": None, "relative_error": None, "rmse": None, "support": 0}
