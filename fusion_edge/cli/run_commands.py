@@ -159,7 +159,7 @@ def run(
     """Run the field kit: per-player feedback from pods over BLE and GNSS over serial."""
     from fusion_edge.runtime.bundle_model import DEFAULT_PREFERENCE, BundleModel
     from fusion_edge.runtime.field_kit import ProcessorConfig
-    from fusion_edge.runtime.kit_runner import run_kit, session_metadata, setups_from_kit
+    from fusion_edge.runtime.kit_runner import check_kit_ports, run_kit, session_metadata, setups_from_kit
     from fusion_edge.runtime.recording import SessionRecorder
     from fusion_edge.runtime.simulated_kit import SimulatedKitConfig, run_simulated_kit
 
@@ -177,6 +177,7 @@ def run(
             # Everything the kit file decides is checked before the bundle loads and before any
             # output (events, recording) is touched.
             setups = setups_from_kit(kit_cfg)
+            check_kit_ports(kit_cfg)
             prefs = backend or [b.value for b in kit_cfg.backends]
             events = events or kit_cfg.sinks.jsonl
             if table is None:

@@ -465,7 +465,14 @@ def _parse_ports(c: _Checker, doc: dict[str, Any]) -> tuple[GnssPortConfig, ...]
         if baud not in _BAUDS:
             raise c.fail(k + ("baud",), f"{baud} is not a standard baud rate; use one of "
                                         f"{', '.join(map(str, _BAUDS))} (the receiver's setting)")
-        out.append(GnssPortConfig(name, c.get(entry, k + ("path",), str, required=True), baud))
+        path = c.get(entry, k + ("path",), str, required=True)
+        twin = next((o for o in out if o.path == path), None)
+        if twin is not None:
+            raise c.fail(k + ("path",), f"'{path}' is also gnss_ports.{twin.name}'s path: one "
+                                        "serial port can be opened once, so declare it once "
+                                        f"and point every player on it at gnss_port = "
+                                        f"\"{twin.name}\" (with distinct gnss_tag values)")
+        out.append(GnssPortConfig(name, path, baud))
     return tuple(out)
 
 

@@ -30,6 +30,7 @@ from fusion_edge.runtime.simulated_kit import RunSummary, stream_for, summarize
 
 __all__ = [
     "setups_from_kit",
+    "check_kit_ports",
     "pitch_origin",
     "processor_options",
     "session_metadata",
@@ -114,6 +115,54 @@ def check_kit_windows(kit: Any, manifest: Mapping[str, Any]) -> None:
         )
 
 
+def _port_users(kit: Any) -> dict[str, list[str]]:
+    """Declared GNSS port name -> the ids of the players whose fixes arrive on it."""
+    users: dict[str, list[str]] = {}
+    for p in kit.players:
+        if p.gnss_port is not None:
+            users.setdefault(p.gnss_port, []).append(p.id)
+    return users
+
+
+def _port_label(kit: Any, port_name: str, users: Mapping[str, list[str]]) -> str:
+    ids = users.get(port_name, [])
+    who = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
+    return f"gnss_ports.{port_name} (player{'s' if len(ids) != 1 else ''} {who})"
+
+
+def check_kit_ports(kit: Any) -> None:
+    """Refuse, before the bundle loads, a GNSS port path that cannot be the receiver now.
+
+    An absolute path that does not exist (the receiver is unplugged, or the path has a typo) or
+    that is a folder or a regular file would otherwise fail only after the bundle has loaded,
+    which on a TensorRT kit can take minutes. Other paths (``COM3``) are left to the open.
+    """
+    import os
+    import stat
+
+    users = _port_users(kit)
+    for port in kit.gnss_ports:
+        if port.name not in users or not os.path.isabs(port.path):
+            continue
+        try:
+            mode = os.stat(port.path).st_mode
+        except FileNotFoundError:
+            problem = (f"{port.path} does not exist: plug in and power the receiver of "
+                       f"{_port_label(kit, port.name, users)}, or fix the path (list ports with "
+                       "`ls /dev/ttyUSB* /dev/ttyACM* /dev/serial/by-id/`), then re-run")
+        except OSError as exc:
+            problem = f"{port.path} cannot be read ({exc.strerror}); check the path"
+        else:
+            if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+                kind = "a folder" if stat.S_ISDIR(mode) else "a regular file"
+                problem = (f"{port.path} is {kind}, not a serial port: give the receiver's device "
+                           "of " + _port_label(kit, port.name, users) + ", e.g. "
+                           "/dev/serial/by-id/usb-u-blox_...")
+            else:
+                continue
+        raise _kit_error(kit, ("gnss_ports", port.name, "path"), problem)
+
+
 def setups_from_kit(kit: Any) -> list[PlayerSetup]:
     """Players of a kit file as the processor needs them.
 
@@ -178,9 +227,15 @@ async def run_kit(
         for p in ports
     ]
     cpu0, t0 = time.process_time(), time.monotonic()
+    names = {p.path: p.name for p in kit.gnss_ports}
+    users = _port_users(kit)
     try:
         for t in transports:
-            t.start()
+            try:
+                t.start()
+            except TransportError as exc:
+                where = _port_label(kit, names[t.port], users) if t.port in names else t.port
+                raise TransportError(f"{getattr(kit, 'path', 'kit file')}: {where}: {exc}") from None
         ble = BleTransport(
             [s.pod for s in setups], sink=lambda _b: None, raw_sink=processor.on_pod_packet, decode=False
         )

@@ -19,13 +19,15 @@ from fusion_edge.errors import TransportError
 
 runner = CliRunner()
 
+# /dev/null: a character device that exists everywhere, so the kit passes the port check that
+# runs before the bundle loads, and these tests reach the check they are about.
 KIT = """name = "t"
 [pitch]
 lat = 51.556
 lon = -0.2796
 
 [gnss_ports.rx1]
-path = "/dev/ttyACM0"
+path = "/dev/null"
 
 [[players]]
 id = "p01"
@@ -139,6 +141,58 @@ def test_kit_sinks_are_honoured_and_an_unused_recording_is_removed(
         rec.record_packet("pod", 1, b"\x01")
     r = invoke("run", "--kit", kit, "--bundle", tmp_path, "--record", keep)
     assert r.exit_code == 2 and keep.is_file(), r.output
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        ("/dev/ttyNOPE9", "kit.toml:7: gnss_ports.rx1.path: /dev/ttyNOPE9 does not exist: plug in "
+                          "and power the receiver of gnss_ports.rx1 (player p01)"),
+        ("{tmp}", "is a folder, not a serial port"),
+        ("{tmp}/kit.toml", "is a regular file, not a serial port"),
+    ],
+)
+def test_unplugged_gnss_port_is_refused_before_the_bundle_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str, says: str
+) -> None:
+    """An unplugged receiver used to be found only after the bundle had loaded (minutes on a
+    TensorRT kit), and its error named the device, not the kit file's port or players."""
+    import fusion_edge.runtime.bundle_model as bm
+
+    def no_load(*a: Any, **k: Any) -> None:
+        raise AssertionError("the bundle was loaded before the port check")
+
+    monkeypatch.setattr(bm, "BundleModel", no_load)
+    kit = tmp_path / "kit.toml"
+    kit.write_text(KIT.replace("/dev/null", path.format(tmp=tmp_path)))
+    r = invoke("run", "--kit", kit, "--bundle", tmp_path, "--no-table")
+    assert r.exit_code == 2, r.output
+    assert says in r.text and "Traceback" not in r.output
+
+
+def test_gnss_open_failure_names_the_kit_port_and_players(tmp_path: Path) -> None:
+    """A port that exists but will not open (here /dev/null: no serial settings) is reported
+    with the kit file's port table and its players, not only the device path."""
+    import asyncio
+
+    import fusion_edge.runtime.kit_runner as kr
+    from fusion_edge.firmware_bridge.serial_gnss import SerialGnssTransport
+    from fusion_edge.runtime.kit import load_kit
+
+    kit_path = tmp_path / "kit.toml"
+    kit_path.write_text(KIT)
+    kit = load_kit(kit_path)
+
+    def refuse(self: SerialGnssTransport) -> SerialGnssTransport:
+        raise TransportError(f"GNSS receiver on {self.port!r} could not be opened")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(SerialGnssTransport, "start", refuse)
+        mp.setattr(kr, "FieldProcessor", lambda *a, **k: SimpleNamespace())
+        with pytest.raises(TransportError) as info:
+            asyncio.run(kr.run_kit(kit, _FakeModel(), seconds=1))  # type: ignore[arg-type]
+    assert str(info.value).startswith(f"{kit_path.resolve()}: gnss_ports.rx1 (player p01): GNSS "
+                                      "receiver on '/dev/null' could not be opened")
 
 
 @pytest.mark.parametrize(

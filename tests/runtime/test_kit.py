@@ -144,6 +144,8 @@ BAD_CASES = [
      "same port 'rx1' with TAG source 'P01'"),
     ('id = "p02"', 'id = "p01"', 16, "players[1].id", "already used by players[0]"),
     ("baud = 115200", "baud = 115201", 5, "gnss_ports.rx1.baud", "not a standard baud rate"),
+    ("baud = 115200\n", 'baud = 115200\n\n[gnss_ports.rx2]\npath = "/dev/ttyACM0"\n', 8,
+     "gnss_ports.rx2.path", "'/dev/ttyACM0' is also gnss_ports.rx1's path"),
     ("threshold = 0.55", "threshold = 1.5", 38, "escalation.threshold", "between 0 and 1"),
     ("threshold = 0.55", 'threshold = 0.55\nbackend = "tensorrt"', 39, "escalation.backend",
      "'tensorrt' cannot run the full-precision model"),
