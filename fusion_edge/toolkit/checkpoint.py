@@ -113,15 +113,34 @@ def save_run(
     return out
 
 
+def _not_a_run(run: Path) -> str:
+    """Why ``run`` has no config.json, naming what the folder is when it is something else."""
+    train = f"train one with 'fusion-edge train --data DIR --out {run}'"
+    if not run.exists():
+        return f"{run} is not a training run: it does not exist (fix the path, or {train})"
+    if not run.is_dir():
+        return f"{run} is not a training run: it is a file, and a run is a folder ({train})"
+    manifest = run / "manifest.json"
+    if manifest.is_file():
+        try:
+            source = json.loads(manifest.read_text()).get("source_run")
+        except (OSError, ValueError, AttributeError):
+            source = None
+        made = f" (made from the run {source})" if isinstance(source, str) else ""
+        return (f"{run} is a bundle from 'fusion-edge export'{made}, not a training run: give "
+                "the training run folder, the one with config.json and model.safetensors")
+    if (run / "dataset.json").is_file():
+        return (f"{run} is a dataset, not a training run: train one with 'fusion-edge train "
+                f"--data {run} --out RUN', then give RUN")
+    return f"{run} is not a training run: {CONFIG_FILE} is missing ({train})"
+
+
 def read_run_info(run: str | Path) -> RunInfo:
     """Read and validate ``config.json`` of a run folder (without loading torch weights)."""
     run = Path(run)
     cfg_path = run / CONFIG_FILE
     if not cfg_path.is_file():
-        raise CheckpointError(
-            f"{run} is not a training run: {CONFIG_FILE} is missing (train one with "
-            f"'fusion-edge train --data DIR --out {run}')"
-        )
+        raise CheckpointError(_not_a_run(run))
     try:
         doc = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as exc:

@@ -132,8 +132,27 @@ def test_missing_config_json(trained_run, tmp_path: Path) -> None:
 
 
 def test_not_a_folder(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="config.json is missing"):
+    with pytest.raises(CheckpointError, match="it does not exist"):
         load_run(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="it is a file, and a run is a folder"):
+        load_run(tmp_path / "file")
+
+
+def test_bundle_or_dataset_given_as_a_run_is_named(tmp_path: Path) -> None:
+    """A bundle given where a run belongs used to be told to train one."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").write_text(json.dumps({"source_run": "/kit/runs/r1"}))
+    with pytest.raises(CheckpointError, match=r"is a bundle from 'fusion-edge export' \(made from "
+                                              r"the run /kit/runs/r1\), not a training run"):
+        load_run(bundle)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "dataset.json").write_text("{}")
+    with pytest.raises(CheckpointError, match=r"is a dataset, not a training run: train one with "
+                                              r"'fusion-edge train --data .*data --out RUN'"):
+        load_run(data)
 
 
 def test_unknown_version(trained_run, tmp_path: Path) -> None:
