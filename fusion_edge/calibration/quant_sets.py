@@ -139,6 +139,14 @@ def select_calibration_windows(
     return np.sort(pool[chosen])
 
 
+def _is_calibration_set(path: Path) -> bool:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return hasattr(z, "files") and _NPZ_INDEX in z.files
+    except (OSError, ValueError, EOFError):
+        return False
+
+
 @dataclass(frozen=True)
 class CalibrationSet:
     """Normalized calibration windows, one ``[N, C, S]`` float32 array per model input.
@@ -181,14 +189,25 @@ class CalibrationSet:
             yield {k: v[s : s + batch_size] for k, v in self.inputs.items()}
 
     @staticmethod
-    def check_target(path: str | os.PathLike[str]) -> Path:
+    def check_target(path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
         """Refuse a place `save` could not write to, before the set is chosen (which takes
-        seconds): a folder, or a file in a folder that cannot be created or written."""
+        seconds): a folder, a file in a folder that cannot be created or written, an existing
+        file that is not a calibration set, or (``overwrite=False``) any existing file."""
         path = Path(path)
         if path.is_dir():
             raise CalibrationError(
                 f"{path} is a folder; give the .npz file to write, e.g. {path / 'quant-set.npz'}"
             )
+        if path.exists():
+            if not overwrite:
+                raise CalibrationError(
+                    f"{path} already exists; choose another --out or pass --overwrite to replace it"
+                )
+            if not _is_calibration_set(path):
+                raise CalibrationError(
+                    f"{path} exists and is not a calibration set: it is left alone; give a new "
+                    "file (only a set written by 'fusion-edge calibrate quant-set' is replaced)"
+                )
         try:
             probe_writable(path.parent)
         except OSError as exc:

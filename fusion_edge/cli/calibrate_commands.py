@@ -277,6 +277,7 @@ def quant_set(
         "run's training windows when it has fewer)."
     ),
     seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier set at --out."),
 ) -> None:
     """Write the INT8 calibration windows of a run as an .npz (no pickle) for other tools.
 
@@ -288,7 +289,7 @@ def quant_set(
     from fusion_edge.toolkit.dataset import Dataset
 
     with cli_errors():
-        CalibrationSet.check_target(out)
+        CalibrationSet.check_target(out, overwrite=overwrite)
         info = read_run_info(run)
         ds = Dataset.open(data)
         cset = calibration_set(info, ds, ExportConfig(calibration_windows=windows, seed=seed))

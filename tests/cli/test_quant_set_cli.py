@@ -65,3 +65,22 @@ def test_quant_set_by_default_takes_what_export_takes(trained_run, tmp_path):
     want = calibration_set(read_run_info(trained_run.path), Dataset.open(trained_run.data), ExportConfig())
     with np.load(out, allow_pickle=False) as z:
         assert next(z[k] for k in z.files if "imu" in k).shape[0] == len(want)
+
+
+def test_quant_set_replaces_only_a_set_and_only_when_asked(trained_run, tmp_path):
+    """An existing --out used to be replaced silently, whatever it was."""
+    args = ["calibrate", "quant-set", str(trained_run.path), "--data", str(trained_run.data),
+            "--windows", "16", "--out"]
+    out = tmp_path / "calib.npz"
+    assert CliRunner().invoke(app, [*args, str(out)]).exit_code == 0
+    first = out.read_bytes()
+    res = CliRunner().invoke(app, [*args, str(out)])
+    assert res.exit_code == 2 and "already exists" in " ".join(res.output.split())
+    assert out.read_bytes() == first
+    res = CliRunner().invoke(app, [*args, str(out), "--overwrite", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    notes = tmp_path / "notes.npz"
+    notes.write_bytes(b"an analyst's own file")
+    res = CliRunner().invoke(app, [*args, str(notes), "--overwrite"])
+    assert res.exit_code == 2 and "is not a calibration set" in " ".join(res.output.split())
+    assert notes.read_bytes() == b"an analyst's own file"
