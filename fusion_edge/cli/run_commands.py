@@ -125,6 +125,7 @@ def _save(path: Path | None, doc: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(doc, indent=2))
         os.replace(tmp, path)
+        console.print(f"stats: [bold]{escape(str(path))}[/]")
     except OSError as exc:
         if tmp.is_file():
             tmp.unlink()

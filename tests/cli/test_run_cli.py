@@ -96,6 +96,8 @@ def test_live_stats_file(live: dict) -> None:
     assert 0 < stats["rss_mb"] < 2000 and stats["cpu_percent"] > 0
     assert stats["latency_ms"]["p50"] <= stats["latency_ms"]["p99"] <= stats["latency_ms"]["max"]
     assert "faults" in stats and stats["faults"]["recording_errors"] == 0
+    flat = "".join(live["output"].split())
+    assert f"stats:{live['stats']}" in flat, "the run says where its statistics went"
 
 
 def test_replay_twice_gives_the_live_predictions(live: dict, kit_bundle: Path, tmp_path: Path) -> None:
