@@ -24,12 +24,13 @@ LIGHT_PACKAGES = ("runtime", "calibration", "firmware_bridge", "scenarios")
 OPTIONAL_HEAVY = ("bleak", "bumble", "serial")
 
 # Which fusion_edge parts each light part may import (DESIGN.md: an arrow is "may import").
-# errors, file_access and csv_text are the floor: standard library only, usable by every layer.
+# errors, file_access, csv_text and toml_lines are the floor: standard library only, usable by every layer.
+FLOOR = {"errors", "file_access", "csv_text", "toml_lines"}
 ALLOWED_PARTS = {
-    "scenarios": {"errors", "file_access", "csv_text", "scenarios"},
-    "firmware_bridge": {"errors", "file_access", "csv_text", "firmware_bridge", "scenarios"},
-    "calibration": {"errors", "file_access", "csv_text", "calibration", "firmware_bridge", "scenarios"},
-    "runtime": {"errors", "file_access", "csv_text", "runtime", "calibration", "firmware_bridge", "scenarios"},
+    "scenarios": FLOOR | {"scenarios"},
+    "firmware_bridge": FLOOR | {"firmware_bridge", "scenarios"},
+    "calibration": FLOOR | {"calibration", "firmware_bridge", "scenarios"},
+    "runtime": FLOOR | {"runtime", "calibration", "firmware_bridge", "scenarios"},
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +13,7 @@ from typing import Any
 
 from fusion_edge.errors import ScenarioError
 from fusion_edge.scenarios.vocabulary import ACTIONS
+from fusion_edge.toml_lines import TomlLocator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,6 +21,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["Scenario", "load_catalogue", "get_scenario"]
+
+log = logging.getLogger(__name__)
 
 _KEYS = {
     "sport",
@@ -72,30 +77,46 @@ class Scenario:
         }
 
     @classmethod
-    def from_table(cls, name: str, table: Mapping[str, Any], origin: str) -> Scenario:
+    def from_table(
+        cls, name: str, table: Mapping[str, Any], origin: str, locator: TomlLocator | None = None
+    ) -> Scenario:
         """Build and validate a scenario from one TOML table.
 
+        ``locator`` (of the file's text) puts the line of the bad key into the message.
+
         Raises:
-            ScenarioError: naming the file, the scenario and the bad key or value.
+            ScenarioError: naming the file, the line, the scenario and the bad key or value.
         """
-        where = f"scenario [{name}] in {origin}"
-        unknown = set(table) - _KEYS
+
+        def fail(message: str, *key: str) -> ScenarioError:
+            line = locator.line_of((name, *key)) if locator is not None else None
+            at = f"{origin}:{line}" if line is not None else origin
+            return ScenarioError(f"scenario [{name}] in {at}: {message}")
+
+        unknown = sorted(set(table) - _KEYS)
         if unknown:
-            raise ScenarioError(
-                f"{where}: unknown key(s) {sorted(unknown)}; allowed keys are {sorted(_KEYS)}"
-            )
+            close = difflib.get_close_matches(unknown[0], _KEYS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise fail(f"unknown key(s) {unknown}; {hint}allowed keys are {sorted(_KEYS)}",
+                       unknown[0])
         missing = {"teams", "players", "duration_s", "pitch_m", "intensity"} - set(table)
         if missing:
-            raise ScenarioError(f"{where}: missing key(s) {sorted(missing)}")
+            raise fail(f"missing key(s) {sorted(missing)}")
 
         def num(key: str, lo: float, hi: float) -> float:
             v = table[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-                raise ScenarioError(f"{where}: '{key}' must be a number in [{lo}, {hi}], got {v!r}")
+                raise fail(f"'{key}' must be a number in [{lo}, {hi}], got {v!r}", key)
             return float(v)
 
-        teams = int(num("teams", 1, 2))
-        players = int(num("players", 1, 30))
+        def whole(key: str, lo: int, hi: int) -> int:
+            v = num(key, lo, hi)
+            if not v.is_integer():
+                raise fail(f"'{key}' must be a whole number in [{lo}, {hi}], got {table[key]!r}", key)
+            return int(v)
+
+        teams = whole("teams", 1, 2)
+        players = whole("players", 1, 30)
         duration = num("duration_s", 1, 24 * 3600)
         intensity = num("intensity", 0.0, 1.0)
         pitch = table["pitch_m"]
@@ -104,7 +125,7 @@ class Scenario:
             or len(pitch) != 2
             or not all(isinstance(p, (int, float)) and 5 <= p <= 200 for p in pitch)
         ):
-            raise ScenarioError(f"{where}: 'pitch_m' must be [length, width] in metres (5..200)")
+            raise fail("'pitch_m' must be [length, width] in metres (5..200)", "pitch_m")
         quality = table.get("quality", [0.0, 1.0])
         if (
             not isinstance(quality, list)
@@ -112,18 +133,31 @@ class Scenario:
             or not all(isinstance(q, (int, float)) and not isinstance(q, bool) for q in quality)
             or not 0.0 <= quality[0] <= quality[1] <= 1.0
         ):
-            raise ScenarioError(f"{where}: 'quality' must be [low, high] with 0 <= low <= high <= 1")
+            raise fail("'quality' must be [low, high] with 0 <= low <= high <= 1", "quality")
         mix = table.get("action_mix", {})
         if not isinstance(mix, Mapping):
-            raise ScenarioError(f"{where}: 'action_mix' must be a table of action = weight")
+            raise fail("'action_mix' must be a table of action = weight", "action_mix")
         for action, weight in mix.items():
             if action not in ACTIONS:
-                raise ScenarioError(
-                    f"{where}: unknown action '{action}' in action_mix; known actions: "
-                    f"{', '.join(ACTIONS)}"
-                )
+                close = difflib.get_close_matches(action, ACTIONS, n=1, cutoff=0.8)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise fail(f"unknown action '{action}' in action_mix; {hint}known actions: "
+                           f"{', '.join(ACTIONS)}", "action_mix", action)
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-                raise ScenarioError(f"{where}: weight of '{action}' must be a number >= 0")
+                raise fail(f"weight of '{action}' must be a number >= 0", "action_mix", action)
+        if len(mix) == len(ACTIONS) and not any(mix.values()):
+            raise fail("action_mix switches off every action, so no player could do anything: "
+                       "give at least one action a weight above 0", "action_mix")
+        unlisted = len(ACTIONS) - len(mix)
+        if mix and unlisted and all(w < 1 for w in mix.values()) and abs(sum(mix.values()) - 1) < 0.02:
+            # Shares that add up to 1 read as "40% sprinting"; as weights against the unlisted
+            # actions' 1.0 they make the listed actions the rarest ones.
+            log.warning(
+                "scenario [%s] in %s: action_mix weights add up to 1, as if they were shares, but "
+                "they are relative weights and the %d unlisted actions keep weight 1, so the listed "
+                "ones become the rarest; to favour them give them weights above 1 (e.g. %s = %.1f), "
+                "or list all %d actions", name, origin, unlisted, next(iter(mix)),
+                10 * next(iter(mix.values())), len(ACTIONS))
         return cls(
             name=name,
             sport=str(table.get("sport", "football")),
@@ -143,11 +177,14 @@ def _parse(text: str, origin: str) -> dict[str, Scenario]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{origin} is not valid TOML: {exc}") from None
+    locator = TomlLocator(text)
     out = {}
     for name, table in doc.items():
         if not isinstance(table, Mapping):
-            raise ScenarioError(f"{origin}: '{name}' must be a table like [{name}]")
-        out[name] = Scenario.from_table(name, table, origin)
+            line = locator.line_of((name,))
+            at = f"{origin}:{line}" if line is not None else origin
+            raise ScenarioError(f"{at}: '{name}' must be a table like [{name}]")
+        out[name] = Scenario.from_table(name, table, origin, locator)
     return out
 
 

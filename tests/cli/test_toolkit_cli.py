@@ -328,7 +328,7 @@ def test_scenario_file_error_names_the_scenario_on_the_terminal(tmp_path: Path) 
     )
     res = invoke("scenarios", "--scenario-file", f)
     assert res.exit_code == 2
-    assert f"scenario [futsal] in {f}: unknown key(s) ['intensty']" in flat(res.output)
+    assert f"scenario [futsal] in {f}:6: unknown key(s) ['intensty']" in flat(res.output)
     f.write_text('[futsal]\nteams = 2\nplayers = 5\nduration_s = 60\npitch_m = 40\nintensity = 0.9\n')
     res = invoke("scenarios", "--scenario-file", f)
     assert res.exit_code == 2

@@ -85,11 +85,11 @@ def test_user_file_extends_and_overrides(tmp_path: Path) -> None:
     [
         (
             "speed = 3\n",
-            r"scenario \[futsal\] in .*mine\.toml: unknown key\(s\) \['speed'\]; allowed keys",
+            r"scenario \[futsal\] in .*mine\.toml:12: unknown key\(s\) \['speed'\]; allowed keys",
         ),
         (
             "action_mix = { flying = 1.0 }\n",
-            r"unknown action 'flying' in action_mix; known actions: take_off",
+            r"mine\.toml:11: unknown action 'flying' in action_mix; known actions: take_off",
         ),
         ("action_mix = { running = -1.0 }\n", r"weight of 'running' must be a number >= 0"),
         ("action_mix = 3\n", r"'action_mix' must be a table"),
@@ -102,6 +102,13 @@ def test_user_file_extends_and_overrides(tmp_path: Path) -> None:
         ("intensity = 1.5\n", r"'intensity' must be a number in \[0\.0, 1\.0\], got 1\.5"),
         ("teams = 3\n", r"'teams' must be a number in \[1, 2\]"),
         ("players = true\n", r"'players' must be a number"),
+        ("players = 2.5\n", r"mine\.toml:11: 'players' must be a whole number in \[1, 30\], got 2\.5"),
+        ("teams = 1.5\n", r"'teams' must be a whole number in \[1, 2\], got 1\.5"),
+        ("intensty = 0.5\n", r"unknown key\(s\) \['intensty'\]; did you mean 'intensity'\?"),
+        ("action_mix = { sprintng = 2.0 }\n", r"unknown action 'sprintng' in action_mix; did you "
+                                              r"mean 'sprinting'\?"),
+        ("action_mix = { " + ", ".join(f"{a} = 0" for a in ACTIONS) + " }\n",
+         r"action_mix switches off every action"),
         ("quality = [0.9, 0.1]\n", r"'quality' must be \[low, high\] with 0 <= low <= high <= 1"),
         ('quality = ["low", 1.0]\n', r"'quality' must be \[low, high\]"),
     ],
@@ -115,6 +122,26 @@ def test_bad_user_table_is_refused_with_a_pinned_message(
     path = write(tmp_path, "\n".join(lines) + "\n" + patch)
     with pytest.raises(ScenarioError, match=match):
         load_catalogue(path)
+
+
+def test_whole_number_written_as_a_float_is_taken(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("players = 5", "players = 5.0"))
+    assert load_catalogue(path)["futsal"].players == 5
+
+
+def test_mix_written_as_shares_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """{ sprinting = 0.4, defending = 0.3, passing = 0.3 } made those three the rarest actions
+    (every unlisted one keeps weight 1), without a word."""
+    shares = VALID.replace("{ dribbling = 3.0, sliding = 0.0 }",
+                           "{ sprinting = 0.4, defending = 0.3, passing = 0.3 }")
+    with caplog.at_level("WARNING", logger="fusion_edge.scenarios.catalogue"):
+        load_catalogue(write(tmp_path, shares))
+    assert "add up to 1, as if they were shares" in caplog.text
+    assert "the 9 unlisted actions keep weight 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="fusion_edge.scenarios.catalogue"):
+        load_catalogue(write(tmp_path, VALID))  # weights, not shares: nothing to say
+    assert caplog.text == ""
 
 
 def test_missing_required_key(tmp_path: Path) -> None:
