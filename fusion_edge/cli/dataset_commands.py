@@ -102,7 +102,7 @@ def import_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset in --out."),
 ) -> None:
     """Window your own CSV recording into a dataset `fusion-edge train` reads."""
-    from fusion_edge.toolkit.csv_import import import_csv
+    from fusion_edge.toolkit.csv_import import import_csv, missing_cell
     from fusion_edge.toolkit.dataset import Dataset
 
     with cli_errors():
@@ -151,14 +151,47 @@ def import_command(
                 f"note: {flag} {asked:g} s is {asked * result.sample_rate_hz:.3g} samples at "
                 f"{result.sample_rate_hz:g} Hz; whole samples give {cut:g} s, which dataset.json records"
             )
-    if result.gaps or result.dropped_nan_windows:
+    if result.gaps:
+        console.print(f"{result.gaps} time gap(s) split the recording (no window spans one)")
+    if result.first_missing is not None:
         console.print(
-            f"{result.gaps} time gap(s) split the recording; {result.dropped_nan_windows} window(s) "
-            "with empty cells were left out"
+            f"{result.dropped_nan_windows} window(s) with a missing sample were left out (first: "
+            f"{escape(missing_cell(csv_file, *result.first_missing))}); fill or interpolate the cells to "
+            "keep them"
         )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     _print_tasks(summary)
+    for task, tied in result.ties.items():
+        if tied:
+            console.print(
+                f"note: {tied} window(s) of task {escape(repr(task))} were a tie between labels and went "
+                "to the label listed first (--label-names sets the order)"
+            )
     if summary["tasks"]:  # without a task there is nothing to train; _print_tasks said so
-        console.print(f"next: fusion-edge train --data {escape(str(out))} --out runs/{escape(out.name)}")
+        _print_next(out, summary)
+
+
+def _print_next(out: Path, summary: dict[str, Any]) -> None:
+    """The `train` command to run next, or, when `train` would refuse the dataset for having too
+    few players for its grouped split, what to do instead."""
+    import numpy as np
+
+    from fusion_edge.errors import DatasetError
+    from fusion_edge.toolkit.splits import split_by_player
+
+    players = list(summary["players"])
+    try:
+        split_by_player(np.array(players, dtype=str))
+    except DatasetError:
+        console.print(
+            f"next: training needs at least 3 players (train, validation and test are split by player); "
+            f"this dataset has {len(players)}. Import a CSV that holds more players, one column naming "
+            "each row's player (--player-column): join one CSV per player into it (docs/dataset-format.md, "
+            "'Training on your recordings')"
+        )
+        return
+    console.print(f"next: fusion-edge train --data {escape(str(out))} --out runs/{escape(out.name)}")
 
 
 def _print_tasks(summary: dict[str, Any]) -> None:

@@ -12,14 +12,21 @@ Rules a user can predict:
   window's samples carry a label, the window has no label for that task (-1 / NaN).
 * An empty label cell means "no label" (so does ``NA`` & co. in a class column whose
   ``label_names`` are given and do not list it). An empty (or ``NA``) signal cell makes a NaN
-  sample; windows containing one are dropped and counted (interpolate beforehand to keep them).
-  Other text in a number column is an error naming its line, never a silent NaN.
+  sample; windows containing one are dropped and counted, and the first such cell is named
+  (interpolate beforehand to keep them). Other text in a number column is an error naming its
+  line, never a silent NaN.
+* Label names inferred from a column (no ``label_names``) are checked: a label that differs from
+  another only in case, or a rare one spelled like a far more frequent one (``layupp`` next to
+  ``layup``), is an error naming its first line; giving ``label_names`` accepts it as a class.
+* The file is UTF-8 (with or without a BOM), or UTF-16/32 with a byte-order mark (Excel's
+  "Unicode Text").
 * With a time column, a jump longer than 1.5 sample periods is a gap: windows never span a gap.
 * With a player column, each player's rows are windowed separately, in file order.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import hashlib
@@ -56,11 +63,18 @@ class CsvImportResult:
         sample_rate_hz: The rate used (given or inferred from the time column).
         window_samples: Samples per window.
         labels: Class task -> label names in index order (inferred ones included).
-        dropped_nan_windows: Windows dropped because a channel had an empty/non-numeric cell.
+        dropped_nan_windows: Windows left out because a signal cell was empty or a no-value
+            marker (``NaN``, ``NA``, ...).
         gaps: Time gaps found (windows never span one).
         window_seconds: The window written, ``window_samples / sample_rate_hz``: the length asked
             for rounded to whole samples (dataset.json records this one).
         hop_seconds: The hop written, likewise rounded to whole samples (at least one).
+        first_missing: ``(line, column, cell)`` of the first missing sample that made a window be
+            left out (None when none was); `missing_cell` words it.
+        ties: Class task -> windows written whose label won a tie (it went to the label listed
+            first).
+        warnings: What the analyst should look at although the import succeeded (an inferred
+            label that is no window's label).
     """
 
     root: Path
@@ -72,6 +86,9 @@ class CsvImportResult:
     gaps: int = 0
     window_seconds: float = 0.0
     hop_seconds: float = 0.0
+    first_missing: tuple[int, str, str] | None = None
+    ties: Mapping[str, int] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
 
 def read_csv_columns(path: Path | str, columns: Sequence[str]) -> dict[str, list[str]]:
@@ -92,11 +109,18 @@ def _read_csv(
     names, for the message about a missing column, the argument (and option) that asked for it."""
     if not path.is_file():
         raise DatasetError(f"{path} not found. Check the path of the CSV recording")
+    encoding = _text_encoding(path)
     try:
-        out, lines, sep = _read_utf8_csv(path, columns, roles)
+        out, lines, sep = _read_text_csv(path, columns, roles, encoding)
     except UnicodeDecodeError as exc:
+        byte = f"byte 0x{exc.object[exc.start]:02x} cannot be read"
+        if encoding != "utf-8-sig":
+            raise DatasetError(
+                f"{path} starts with a {encoding.upper()} byte-order mark but is not {encoding.upper()} "
+                f"text ({byte}; a truncated file?): save it again as 'CSV UTF-8' (Excel: Save As)"
+            ) from None
         raise DatasetError(
-            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} cannot be read): save it "
+            f"{path} is not UTF-8 text ({byte}): save it "
             f"as 'CSV UTF-8' (Excel: Save As), or convert it, e.g. iconv -f cp1252 -t utf-8 "
             f"{path.name} > {path.stem}-utf8.csv") from None
     if not lines:
@@ -104,18 +128,64 @@ def _read_csv(
     return out, lines, sep
 
 
-def _read_utf8_csv(
-    path: Path, columns: Sequence[str], roles: Mapping[str, str] | None
+# Byte-order marks, longest first (UTF-32 LE starts with the UTF-16 LE one). Excel's "Unicode
+# Text" export is UTF-16 LE with a BOM, tab-separated.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _text_encoding(path: Path) -> str:
+    """The codec to read ``path`` with: UTF-16/32 when it starts with their byte-order mark,
+    otherwise UTF-8 (with or without Excel's UTF-8 BOM).
+
+    Raises:
+        DatasetError: The file holds NUL bytes without a byte-order mark: UTF-16 text without one,
+            or no text at all (an .xlsx workbook), which read as UTF-8 would be garbage.
+    """
+    with path.open("rb") as f:
+        head = f.read(4096)
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return encoding
+    if b"\0" in head:
+        order = "le" if head[1::2].count(0) >= head[::2].count(0) else "be"
+        raise DatasetError(
+            f"{path} is not UTF-8 text: it holds NUL bytes (UTF-16 text without a byte-order mark, or "
+            f"a workbook such as .xlsx?). Save it as 'CSV UTF-8' (Excel: Save As), or convert it, e.g. "
+            f"iconv -f utf-16{order} -t utf-8 {path.name} > {path.stem}-utf8.csv")
+    return "utf-8-sig"  # -sig: Excel writes a BOM
+
+
+def _column_meant(name: str, header: Sequence[str]) -> str | None:
+    """The header name a missing column name most likely meant: one that differs only in case,
+    then one that differs only in case and ``_``, ``-`` or spaces (``acc_x`` -> ``accX``), and only
+    then the closest by spelling, ignoring case (difflib alone takes ``accx`` for ``accZ``)."""
+    def squash(text: str) -> str:
+        return re.sub(r"[\s_-]", "", text.casefold())
+
+    for key in (str.casefold, squash):
+        same = [h for h in header if key(h) == key(name)]
+        if same:
+            return same[0]
+    folded: dict[str, str] = {}
+    for h in header:
+        folded.setdefault(h.casefold(), h)
+    close = difflib.get_close_matches(name.casefold(), list(folded), n=1)
+    return folded[close[0]] if close else None
+
+
+def _read_text_csv(
+    path: Path, columns: Sequence[str], roles: Mapping[str, str] | None, encoding: str
 ) -> tuple[dict[str, list[str]], list[int], str]:
-    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel writes a BOM
+    with path.open(newline="", encoding=encoding) as f:
         reader = csv.reader(f, delimiter=sniff_delimiter(f))
         header = [h.strip() for h in next(reader, [])]
         if not header:
             raise DatasetError(f"{path} is empty: expected a header row and one row per sample")
         missing = [c for c in columns if c not in header]
         if missing:
-            hints = [f"Did you mean {close[0]!r} for {c!r}? "
-                     for c in missing if (close := difflib.get_close_matches(c, header, n=1))]
+            hints = [f"Did you mean {meant!r} for {c!r}? "
+                     for c in missing if (meant := _column_meant(c, header))]
             given = list(dict.fromkeys((roles or {}).get(c, "") for c in missing))
             fix = (f"Fix the names given as {', '.join(given)}" if roles and all(given)
                    else "Fix the column names passed to import_csv")
@@ -151,6 +221,18 @@ def _read_utf8_csv(
     return out, lines, reader.dialect.delimiter
 
 
+def _regression_hint(task: str, column: str) -> str:
+    """How to give ``task`` a range, on the command line and from Python (one message serves both)."""
+    spec = task if column == task else f"{task}={column}"
+    return f"--regression {spec}:LOW:HIGH; from Python, regression={{{task!r}: (LOW, HIGH)}}"
+
+
+def _label_names_hint(task: str, names: Sequence[str]) -> str:
+    """How to list ``task``'s labels, on the command line and from Python."""
+    listed, shown = (",".join(names), repr(list(names))) if len(names) <= 12 else ("NAME,NAME,...", "[...]")
+    return f"--label-names {task}={listed}; from Python, label_names={{{task!r}: {shown}}}"
+
+
 def _check_in_range(values: np.ndarray, value_range: tuple[float, float] | None, path: Path,
                     column: str, task: str, cells: list[str], lines: Sequence[int]) -> None:
     """Refuse values outside the task's range, naming the first one's line and the flag to fix.
@@ -167,8 +249,8 @@ def _check_in_range(values: np.ndarray, value_range: tuple[float, float] | None,
         raise DatasetError(
             f"{path}:{lines[bad[0]]}: {cells[bad[0]]!r} in column {column!r} is outside the range "
             f"{lo:g} to {hi:g} given for task {task!r} ({bad.size} value(s) outside; the column "
-            f"spans {finite.min():g} to {finite.max():g}). Give the scale's range (--regression "
-            f"{task}={column}:LOW:HIGH, regression=) or fix the cells"
+            f"spans {finite.min():g} to {finite.max():g}). Give the scale's range "
+            f"({_regression_hint(task, column)}) or fix the cells"
         )
 
 
@@ -222,12 +304,21 @@ def window_signal(signal: np.ndarray, window_samples: int, hop_samples: int) -> 
 def window_class_labels(labels: np.ndarray, num_classes: int, window_samples: int,
                         hop_samples: int, min_labeled_fraction: float = 0.5) -> np.ndarray:
     """Majority label per window from per-sample labels ``[T]`` (-1 = none); -1 if too few."""
+    return _class_windows(labels, num_classes, window_samples, hop_samples, min_labeled_fraction)[0]
+
+
+def _class_windows(labels: np.ndarray, num_classes: int, window_samples: int, hop_samples: int,
+                   min_labeled_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """`window_class_labels`, and per window whether its label won a tie (it went to the label
+    listed first)."""
     wins = sliding_window_view(labels, window_samples)[::hop_samples] \
         if labels.shape[0] >= window_samples else np.empty((0, window_samples), np.int64)
     counts = (wins[:, :, None] == np.arange(num_classes)).sum(axis=1)
     out = counts.argmax(axis=1).astype(np.int64)  # argmax: ties go to the lower index
     out[counts.sum(axis=1) < min_labeled_fraction * window_samples] = MISSING_CLASS
-    return out
+    tied = (counts == counts.max(axis=1, keepdims=True)).sum(axis=1) > 1 if num_classes else \
+        np.zeros(out.shape, bool)
+    return out, tied & (out != MISSING_CLASS)
 
 
 def window_regression(values: np.ndarray, window_samples: int, hop_samples: int,
@@ -240,6 +331,36 @@ def window_regression(values: np.ndarray, window_samples: int, hop_samples: int,
     out = np.full(wins.shape[0], np.nan, np.float32)
     ok = (present >= min_labeled_fraction * window_samples) & (present > 0)
     out[ok] = (total[ok] / present[ok]).astype(np.float32)
+    return out
+
+
+# An inferred label that looks like a typo of another (`_look_alike_labels`): one that differs
+# from a more frequent label only in case, or one that is rare (on under 1% of the labelled rows,
+# or the label of no window) and spelled like a label on at least 10 times as many rows.
+_RARE_SHARE = 0.01
+_MORE_FREQUENT = 10
+_SIMILAR = 0.8  # difflib ratio, ignoring case: 'layupp' / 'layup' 0.91, 'jig' / 'jog' 0.67
+
+
+def _look_alike_labels(rows: Mapping[str, int], windows: Mapping[str, int]) -> list[tuple[str, str, str]]:
+    """(label, the label it probably meant, why) for each inferred label that looks mistyped."""
+    total = sum(rows.values())
+    out = []
+    for lab, n in rows.items():
+        folded = lab.casefold()
+        cased = [m for m in rows if m != lab and m.casefold() == folded and (rows[m], m) > (n, lab)]
+        if cased:
+            meant = max(cased, key=lambda m: rows[m])
+            out.append((lab, meant, f"differs from {meant!r} only in case"))
+            continue
+        if n >= _RARE_SHARE * total and windows[lab] > 0:
+            continue
+        ratio = {m: difflib.SequenceMatcher(None, folded, m.casefold()).ratio()
+                 for m in rows if m != lab and rows[m] >= _MORE_FREQUENT * n}
+        similar = [m for m, r in ratio.items() if r >= _SIMILAR]
+        if similar:
+            meant = max(similar, key=lambda m: (ratio[m], rows[m]))
+            out.append((lab, meant, f"looks like a typo of {meant!r}"))
     return out
 
 
@@ -306,8 +427,9 @@ def import_csv(
         What was written.
 
     Raises:
-        DatasetError: A column is missing, a label is not in ``label_names``, the rate cannot be
-            determined, or the recording yields no window.
+        DatasetError: A column is missing, a label is not in ``label_names``, an inferred label
+            looks mistyped (it differs from another only in case, or is rare and spelled like a far
+            more frequent one), the rate cannot be determined, or the recording yields no window.
     """
     csv_path = Path(csv_path)
     for name, flag, value in (("window_seconds", "--window", window_seconds), ("hop_seconds", "--hop", hop_seconds)):
@@ -411,6 +533,7 @@ def import_csv(
     window_cut, hop_cut = window / sample_rate_hz, hop / sample_rate_hz
     tasks: list[TaskSpec] = []
     per_sample: dict[str, np.ndarray] = {}
+    inferred: list[str] = []  # class tasks whose label names come from the column
     for task, column in label_columns.items():
         cells = cols[column]
         if task in regression:
@@ -433,12 +556,11 @@ def import_csv(
         if not given and all(_is_number(c, comma) for c in names):
             ordered = sorted(names, key=lambda c: number(c, comma))
             shown = ", ".join(ordered[:8]) + (f", ... ({len(ordered)} distinct)" if len(ordered) > 8 else "")
-            codes_hint = ",".join(ordered) if len(ordered) <= 12 else "..."
             raise DatasetError(
                 f"{csv_path}: column {column!r} of class task {task!r} holds only numbers ({shown}). "
-                f"For a numeric target give it as a regression task (--regression "
-                f"{task}={column}:LOW:HIGH, regression=); if the numbers are class codes, list them "
-                f"as its labels (--label-names {task}={codes_hint}, label_names=)")
+                f"For a numeric target give it as a regression task ({_regression_hint(task, column)}); "
+                f"if the numbers are class codes, list them as its labels "
+                f"({_label_names_hint(task, ordered)})")
         index = {name: i for i, name in enumerate(names)}
         codes = np.full(n, MISSING_CLASS, np.int64)
         for row, cell in enumerate(cells):
@@ -452,6 +574,8 @@ def import_csv(
                 codes[row] = index[cell]
         tasks.append(TaskSpec(task, "class", names))
         per_sample[task] = codes
+        if not given:
+            inferred.append(task)
 
     spec = DatasetSpec(
         modalities=(ModalitySpec(modality_name, tuple(channels),
@@ -467,43 +591,117 @@ def import_csv(
     signal = np.stack([_numbers(cols[c], csv_path, c, comma, lines) for c in channels], axis=1) if n else \
         np.empty((0, len(channels)))
     session_id = session if session is not None else csv_path.stem
-    dropped = gaps = longest = 0
-    with DatasetWriter(out_dir, spec, shard_windows=shard_windows, overwrite=overwrite) as w:
-        for pid in dict.fromkeys(players.tolist()):
-            rows = np.flatnonzero(players == pid)
-            t = None if time_s is None else time_s[rows]
-            segs = _segments(t, rows.size, sample_rate_hz)
-            gaps += len(segs) - 1
-            for lo, hi in segs:
-                longest = max(longest, hi - lo)
-                r = rows[lo:hi]
-                x = window_signal(signal[r], window, hop)
-                ys = {}
-                for ts in spec.tasks:
-                    ys[ts.name] = (
-                        window_class_labels(per_sample[ts.name][r], ts.num_classes, window, hop,
-                                            min_labeled_fraction)
-                        if ts.is_classification else
-                        window_regression(per_sample[ts.name][r], window, hop,
-                                          min_labeled_fraction))
-                keep = np.isfinite(x).all(axis=(1, 2))
-                dropped += int((~keep).sum())
-                if keep.any():
-                    w.add({modality_name: x[keep]}, {k: v[keep] for k, v in ys.items()},
-                          [pid] * int(keep.sum()), [session_id] * int(keep.sum()))
-        if w.num_windows == 0:
-            at = (f"no complete window of {window_seconds:g} s ({window} samples) at "
-                  f"{sample_rate_hz:g} Hz ({rate_origin})")
-            if longest < window:
-                stretch = " without a time gap" if time_s is not None else ""
-                raise DatasetError(
-                    f"{csv_path}: {at}: the longest stretch{stretch} is {longest} samples "
-                    f"({longest / sample_rate_hz:.3g} s). Give a shorter --window (window_seconds), "
-                    "or check --time-unit (time_unit) and --rate (sample_rate_hz)")
+    # Cut every window first (views; no copy), so the label checks below see the windows
+    # written and a refused import leaves nothing behind.
+    batches = []  # (player, windows, targets, keep)
+    gaps = longest = 0
+    first_missing: tuple[int, str, str] | None = None  # (line, column, cell) of a dropped window
+    ties = dict.fromkeys((t.name for t in spec.tasks if t.is_classification), 0)
+    for pid in dict.fromkeys(players.tolist()):
+        rows = np.flatnonzero(players == pid)
+        t = None if time_s is None else time_s[rows]
+        segs = _segments(t, rows.size, sample_rate_hz)
+        gaps += len(segs) - 1
+        for lo, hi in segs:
+            longest = max(longest, hi - lo)
+            r = rows[lo:hi]
+            x = window_signal(signal[r], window, hop)
+            keep = np.isfinite(x).all(axis=(1, 2))
+            ys = {}
+            for ts in spec.tasks:
+                if ts.is_classification:
+                    ys[ts.name], tied = _class_windows(per_sample[ts.name][r], ts.num_classes,
+                                                       window, hop, min_labeled_fraction)
+                    ties[ts.name] += int((tied & keep).sum())
+                else:
+                    ys[ts.name] = window_regression(per_sample[ts.name][r], window, hop,
+                                                    min_labeled_fraction)
+            if not keep.all():  # the first bad sample of the first dropped window is the first
+                k = int(np.flatnonzero(~keep)[0])  # one any dropped window holds
+                i, c = (int(v[0]) for v in np.nonzero(~np.isfinite(signal[r[k * hop: k * hop + window]])))
+                row = int(r[k * hop + i])
+                if first_missing is None or lines[row] < first_missing[0]:
+                    first_missing = (lines[row], channels[c], cols[channels[c]][row])
+            batches.append((pid, x, ys, keep))
+    dropped = sum(int((~keep).sum()) for *_, keep in batches)
+    total = sum(int(keep.sum()) for *_, keep in batches)
+    if total == 0:
+        at = (f"no complete window of {window_seconds:g} s ({window} samples) at "
+              f"{sample_rate_hz:g} Hz ({rate_origin})")
+        if longest < window:
+            stretch = " without a time gap" if time_s is not None else ""
             raise DatasetError(
-                f"{csv_path}: {at} without empty cells; {dropped} windows had empty signal "
-                f"cells. Fill or interpolate them, or check the channels and window_seconds")
-        total = w.num_windows
+                f"{csv_path}: {at}: the longest stretch{stretch} is {longest} samples "
+                f"({longest / sample_rate_hz:.3g} s). Give a shorter --window (window_seconds), "
+                "or check --time-unit (time_unit) and --rate (sample_rate_hz)")
+        assert first_missing is not None
+        raise DatasetError(
+            f"{csv_path}: {at} without a missing sample; all {dropped} windows hold an empty or NaN "
+            f"signal cell (first: {missing_cell(csv_path, *first_missing)}). Fill or interpolate "
+            "them, or check the channels and window_seconds")
+    warnings = _check_inferred_labels(csv_path, spec, inferred, label_columns, per_sample, lines,
+                                      batches, window_cut)
+    with DatasetWriter(out_dir, spec, shard_windows=shard_windows, overwrite=overwrite) as w:
+        for pid, x, ys, keep in batches:
+            if keep.any():
+                w.add({modality_name: x[keep]}, {k: v[keep] for k, v in ys.items()},
+                      [pid] * int(keep.sum()), [session_id] * int(keep.sum()))
     return CsvImportResult(Path(out_dir), total, float(sample_rate_hz), window,
                            {t.name: t.labels for t in spec.tasks if t.is_classification},
-                           dropped, gaps, window_cut, hop_cut)
+                           dropped, gaps, window_cut, hop_cut, first_missing, ties, tuple(warnings))
+
+
+def missing_cell(path: Path | str, line: int, column: str, cell: str) -> str:
+    """Where a missing sample is and what its cell holds: ``belt.csv:502, column 'ay' holds 'NaN'``
+    (or ``... is empty``), for `CsvImportResult.first_missing`."""
+    return f"{path}:{line}, column {column!r} " + (f"holds {cell!r}" if cell else "is empty")
+
+
+def _check_inferred_labels(path: Path, spec: DatasetSpec, inferred: Sequence[str],
+                           label_columns: Mapping[str, str], per_sample: Mapping[str, np.ndarray],
+                           lines: Sequence[int], batches: Sequence[tuple], window_cut: float) -> list[str]:
+    """Refuse inferred labels that look mistyped; warn about those that are no window's label.
+
+    A label named in no ``label_names`` becomes a class of its own: a one-row typo
+    (``layupp``) or a case variant (``Layup``) would make a class training never sees.
+
+    Raises:
+        DatasetError: An inferred label differs from another only in case, or is rare and spelled
+            like a far more frequent one. The message names its first line and the label it
+            probably meant; listing the labels (``--label-names``) accepts it as a class.
+    """
+    warnings = []
+    for task in inferred:
+        ts = spec.task(task)
+        codes = per_sample[task]
+        rows = dict(zip(ts.labels, np.bincount(codes[codes >= 0], minlength=ts.num_classes).tolist(),
+                        strict=True))
+        won = np.zeros(ts.num_classes, np.int64)
+        for _, _, ys, keep in batches:
+            y = ys[task][keep]
+            won += np.bincount(y[y >= 0], minlength=ts.num_classes)
+        windows = dict(zip(ts.labels, won.tolist(), strict=True))
+
+        def first_line(label: str, codes: np.ndarray = codes, labels: tuple = ts.labels) -> int:
+            return lines[int(np.argmax(codes == labels.index(label)))]
+
+        column = label_columns[task]
+        suspects = _look_alike_labels(rows, windows)
+        if suspects:
+            lab, meant, why = suspects[0]
+            more = "".join(f"; also {s!r} (line {first_line(s)}), which {w}" for s, _, w in suspects[1:])
+            raise DatasetError(
+                f"{path}:{first_line(lab)}: label {lab!r} in column {column!r} {why} (it is on "
+                f"{rows[lab]} row(s) and is the label of {windows[lab]} window(s); {meant!r} is on "
+                f"{rows[meant]} rows){more}. With the label names taken from the column it would be a "
+                f"class of its own. Fix the cells (to "
+                f"{meant!r}, or leave them empty), or, if {lab!r} is a class, list the labels "
+                f"({_label_names_hint(task, ts.labels)})")
+        for lab, n in windows.items():
+            if n == 0:
+                warnings.append(
+                    f"label {lab!r} of task {task!r} ({rows[lab]} row(s) in column {column!r}, first at "
+                    f"{path}:{first_line(lab)}) is the label of no {window_cut:g} s window, so training "
+                    "gets a class without examples: relabel or empty those cells, or give a shorter "
+                    "window (--window, window_seconds)")
+    return warnings

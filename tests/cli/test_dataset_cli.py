@@ -58,7 +58,13 @@ def test_import_writes_what_import_csv_writes_and_says_what_to_run_next(tmp_path
     assert res.exit_code == 0, res.output
     text = flat(res.output)
     assert "wrote 29 windows of 4 s (208 samples at 52 Hz) from 1 player(s)" in text
-    assert "warmup 10, drill 12, rest 7" in text and "fusion-edge train --data" in text
+    assert "warmup 10, drill 12, rest 7" in text
+    # The window at 18-22 s is 2 s warmup, 2 s drill: it goes to 'warmup', listed first.
+    assert "note: 1 window(s) of task 'phase' were a tie between labels and went to the label listed first" in text
+    # One player: `train` would refuse the dataset (its split is by player), so it is not suggested.
+    assert "fusion-edge train --data" not in text
+    assert ("next: training needs at least 3 players (train, validation and test are split by player); "
+            "this dataset has 1. Import a CSV that holds more players") in text and "(--player-column)" in text
     import_csv(src, tmp_path / "api", channels=["hr", "acc_x", "acc_y", "acc_z"],
                units=["bpm", "m/s^2", "m/s^2", "m/s^2"], time_column="time_ms", time_unit="ms",
                window_seconds=4.0, hop_seconds=2.0, label_columns={"phase": "phase", "effort": "rpe"},
@@ -103,7 +109,7 @@ def test_info_prints_the_streams_and_labels_and_json(tmp_path: Path) -> None:
         ({"label_names": "effort=low,high"}, "task 'effort' is given label names"),
         ({"regression": "effort=rpe:0:2.5"}, "belt.csv:2: '3' in column 'rpe' is outside the range 0 to "
          "2.5 given for task 'effort' (520 value(s) outside; the column spans 3 to 3). Give the scale's range "
-         "(--regression effort=rpe:LOW:HIGH"),
+         "(--regression effort=rpe:LOW:HIGH; from Python, regression={'effort': (LOW, HIGH)}) or fix the cells"),
     ],
 )
 def test_import_mistakes_get_a_clear_error_and_write_nothing(tmp_path: Path, changed: dict, message: str) -> None:
@@ -158,6 +164,7 @@ def test_a_numeric_column_given_as_a_class_task_is_refused(tmp_path: Path) -> No
     text = flat(res.output)
     assert "column 'rpe' of class task 'effort' holds only numbers (3, 4, 5)" in text
     assert "--regression effort=rpe:LOW:HIGH" in text and "--label-names effort=3,4,5" in text
+    assert "regression=)" not in text and "label_names=)" not in text  # no dangling Python keyword
     assert not (tmp_path / "ds").exists()
     # Listed as class names, the numbers are classes.
     res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"), *opts,
@@ -214,6 +221,7 @@ def test_training_a_regression_imported_without_a_range_says_what_range_it_used(
                               "--time-column", "t", "--window", "2", "--hop", "1", "--player-column",
                               "player", "--regression", "effort=rpe"])
     assert res.exit_code == 0, res.output
+    assert f"next: fusion-edge train --data {data} --out runs/d" in flat(res.output)  # six players
     assert json.loads((data / "dataset.json").read_text())["tasks"][0]["value_range"] is None
     res = runner.invoke(app, ["train", "--data", str(data), "--out", str(run), "--epochs", "1",
                               "--device", "cpu"])
@@ -231,3 +239,44 @@ def test_an_import_without_a_task_does_not_suggest_training(tmp_path: Path) -> N
     assert res.exit_code == 0, res.output
     text = flat(res.output)
     assert "no task: the dataset has windows only" in text and "next: fusion-edge train" not in text
+
+
+def test_a_label_typo_is_refused_until_the_labels_are_listed(tmp_path: Path) -> None:
+    """Without --label-names, 'dril' on one row became a class in no window."""
+    src = belt_csv(tmp_path / "belt.csv", seconds=30)
+    lines = src.read_text().splitlines(keepends=True)
+    lines[1500] = lines[1500].replace(",drill,", ",dril,")  # file line 1501
+    lines[100] = lines[100].replace(",warmup,", ",pause,")  # a rare label like no other
+    src.write_text("".join(lines))
+    opts = args(label_names=None)
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "a"), *opts])
+    assert res.exit_code == 2, res.output
+    text = flat(res.output)
+    assert "belt.csv:1501: label 'dril' in column 'phase' looks like a typo of 'drill'" in text
+    assert "(--label-names phase=dril,drill,pause,warmup" in text
+    assert not (tmp_path / "a").exists()
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "b"), *opts,
+                              "--label-names", "phase=warmup,drill,dril,pause"])
+    assert res.exit_code == 0, res.output
+    assert "dril 0" in flat(res.output) and "warning" not in res.output  # listed: accepted as they are
+    lines[1500] = lines[1500].replace(",dril,", ",drill,")
+    src.write_text("".join(lines))
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "c"), *opts])
+    assert res.exit_code == 0, res.output
+    assert ("warning: label 'pause' of task 'phase' (1 row(s) in column 'phase', first at "
+            f"{src}:101) is the label of no 4 s window") in flat(res.output)
+
+
+def test_a_nan_cell_is_named_by_line_and_column_not_called_empty(tmp_path: Path) -> None:
+    src = belt_csv(tmp_path / "belt.csv", seconds=30)
+    lines = src.read_text().splitlines(keepends=True)
+    cells = lines[300].split(",")
+    cells[3] = "NaN"  # file line 301, column 'acc_y'
+    lines[300] = ",".join(cells)
+    src.write_text("".join(lines))
+    res = runner.invoke(app, ["dataset", "import", str(src), "--out", str(tmp_path / "ds"), *ARGS])
+    assert res.exit_code == 0, res.output
+    text = flat(res.output)
+    assert (f"2 window(s) with a missing sample were left out (first: {src}:301, column 'acc_y' holds "
+            "'NaN'); fill or interpolate the cells to keep them") in text
+    assert "empty" not in text and "time gap" not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from fusion_edge.errors import DatasetError
 from fusion_edge.toolkit.csv_import import (
     import_csv,
+    missing_cell,
     window_class_labels,
     window_regression,
 )
@@ -56,6 +58,7 @@ def test_five_channels_at_52_hz_with_custom_labels(tmp_path: Path) -> None:
                         label_names={"phase": LABELS}, regression={"speed": (0.0, 20.0)},
                         player="p1")
     assert (result.num_windows, result.window_samples, result.gaps) == (29, 104, 0)
+    assert result.ties == {"phase": 2} and result.warnings == () and result.first_missing is None
     ds = Dataset.open(tmp_path / "ds")
     belt = ds.spec.modality("belt")
     assert belt.channels == tuple(CHANNELS) and belt.sample_rate_hz == 52.0
@@ -114,6 +117,7 @@ def test_gap_splits_windows_and_empty_cells_drop_windows(tmp_path: Path) -> None
     # Before the gap 10 s -> 9 windows, 2 of them hold row 100; after it 18 s -> 17 windows.
     assert (result.gaps, result.dropped_nan_windows, result.num_windows) == (1, 2, 24)
     assert result.sample_rate_hz == 52.0
+    assert result.first_missing == (102, "az", "")  # data row 100 is file line 102
 
 
 def test_errors_name_the_problem(tmp_path: Path) -> None:
@@ -240,6 +244,26 @@ def test_na_cells_are_missing_samples_like_empty_ones(tmp_path: Path) -> None:
     result = import_csv(csv_path, tmp_path / "ds", channels=CHANNELS, sample_rate_hz=52,
                         window_seconds=2.0, hop_seconds=1.0, player="p1")
     assert (result.dropped_nan_windows, result.num_windows) == (2, 27)
+    assert result.first_missing == (102, "az", "NA")
+
+
+def test_the_first_missing_sample_is_named_by_line_and_column_and_what_it_holds(tmp_path: Path) -> None:
+    """'2 window(s) with empty cells were left out' named neither the line nor that it was a NaN."""
+    csv_path = tmp_path / "hub.csv"
+    write_belt_csv(csv_path, players=("amira", "bo"))
+    edit_cell(csv_path, 903, 3, "NaN")  # bo's row, column 'ay'
+    edit_cell(csv_path, 1500, 2, "")  # amira's ('ax'), later in the file
+    result = import_csv(csv_path, tmp_path / "ds", **{**KW, "player": None, "player_column": "player"})
+    assert result.first_missing == (903, "ay", "NaN") and result.dropped_nan_windows == 4
+    assert missing_cell(csv_path, *result.first_missing) == f"{csv_path}:903, column 'ay' holds 'NaN'"
+    assert missing_cell(csv_path, 1500, "ax", "") == f"{csv_path}:1500, column 'ax' is empty"
+    # With every window holding one, the error names the first.
+    with pytest.raises(DatasetError, match=re.escape(
+            "without a missing sample; all 2 windows hold an empty or NaN signal cell (first: "
+            f"{csv_path}:903, column 'ay' holds 'NaN')")):
+        import_csv(csv_path, tmp_path / "e", **{**KW, "player": None, "player_column": "player",
+                                                "window_seconds": 30.0, "hop_seconds": 30.0})
+    assert not (tmp_path / "e").exists()
 
 
 def test_a_semicolon_csv_with_decimal_commas_reads_as_the_comma_one(tmp_path: Path) -> None:
@@ -373,3 +397,99 @@ def test_clock_times_in_the_time_column_say_what_the_column_must_hold(tmp_path: 
             f"{csv_path}:2: '10:00:00.000' in column 't' is not a number; the time column must hold "
             "numbers in s")):
         import_csv(csv_path, tmp_path / "ds", **{**KW, "sample_rate_hz": None, "time_column": "t"})
+
+
+@pytest.mark.parametrize(("typo", "why"), [
+    ("jogg", "looks like a typo of 'jog'"),
+    ("Jog", "differs from 'jog' only in case"),
+])
+def test_an_inferred_label_that_looks_mistyped_is_refused_naming_its_line(tmp_path: Path, typo: str,
+                                                                          why: str) -> None:
+    """Without label_names a one-row typo became a class of its own, in no window: a dead class."""
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    edit_cell(csv_path, 702, 7, typo)  # data row 700, second 13: 'jog'
+    edit_cell(csv_path, 900, 7, typo)
+    kw = dict(KW, label_columns={"phase": "phase"})
+    names = sorted(["jog", "stride", "walk", typo])
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{csv_path}:702: label {typo!r} in column 'phase' {why} (it is on 2 row(s) and is the label "
+            f"of 0 window(s); 'jog' is on 622 rows). With the label names taken from the column it would "
+            f"be a class of its own. Fix the cells (to 'jog', or leave them empty), or, if {typo!r} is a "
+            f"class, list the labels (--label-names phase={','.join(names)}; from Python, "
+            f"label_names={{'phase': {names!r}}})")):
+        import_csv(csv_path, tmp_path / "a", **kw)
+    assert not (tmp_path / "a").exists()
+    # Listed, it is a class: a rare legitimate label stays importable.
+    result = import_csv(csv_path, tmp_path / "b", label_names={"phase": names}, **kw)
+    assert result.labels == {"phase": tuple(names)} and result.warnings == ()
+
+
+def test_labels_that_are_frequent_or_unlike_the_others_are_not_typos(tmp_path: Path) -> None:
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    for line in range(2, 2 + 5 * RATE):  # 'walks' on 5 s: like 'walk', but no rare typo
+        edit_cell(csv_path, line, 7, "walks")
+    edit_cell(csv_path, 1000, 7, "fall")  # one row, spelled like no other label
+    result = import_csv(csv_path, tmp_path / "ds", label_columns={"phase": "phase"}, **KW)
+    assert result.labels == {"phase": ("fall", "jog", "stride", "walk", "walks")}
+    # ... but a label that is no window's label is a class training never sees: said.
+    assert result.warnings == (
+        f"label 'fall' of task 'phase' (1 row(s) in column 'phase', first at {csv_path}:1000) is the "
+        "label of no 2 s window, so training gets a class without examples: relabel or empty those "
+        "cells, or give a shorter window (--window, window_seconds)",)
+
+
+@pytest.mark.parametrize(("given", "meant"), [("accx", "accX"), ("acc_x", "accX"), ("ACC-Y", "accY"),
+                                              ("acc y", "accY"), ("acZ", "accZ")])
+def test_a_column_name_in_another_case_or_spelling_suggests_the_right_column(tmp_path: Path, given: str,
+                                                                            meant: str) -> None:
+    """difflib alone said "Did you mean 'accZ' for 'accx'?"."""
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    header = csv_path.read_text().split("\n", 1)
+    csv_path.write_text(header[0].replace("ax,ay,az", "accX,accY,accZ") + "\n" + header[1])
+    with pytest.raises(DatasetError, match=re.escape(f"Did you mean {meant!r} for {given!r}? ")):
+        import_csv(csv_path, tmp_path / "ds", **{**KW, "channels": [given]})
+
+
+def test_a_utf16_file_is_read_as_utf16(tmp_path: Path) -> None:
+    """Excel's "Unicode Text" is tab-separated UTF-16 LE with a BOM: it used to be refused as not
+    UTF-8, with advice to convert it from cp1252."""
+    plain = tmp_path / "belt.csv"
+    write_belt_csv(plain)
+    text = plain.read_text()
+    unicode_text = tmp_path / "belt.txt"
+    unicode_text.write_bytes(codecs.BOM_UTF16_LE + text.replace(",", "\t").encode("utf-16-le"))
+    big_endian = tmp_path / "belt-be.csv"
+    big_endian.write_bytes(codecs.BOM_UTF16_BE + text.encode("utf-16-be"))
+    kw = dict(KW, label_columns={"phase": "phase"}, label_names={"phase": LABELS})
+    a = import_csv(plain, tmp_path / "a", **kw)
+    for i, path in enumerate((unicode_text, big_endian)):
+        b = import_csv(path, tmp_path / f"b{i}", **kw)
+        assert b.num_windows == a.num_windows == 29
+        np.testing.assert_array_equal(Dataset.open(tmp_path / f"b{i}").inputs["imu"],
+                                      Dataset.open(tmp_path / "a").inputs["imu"])
+    # Without a byte-order mark, UTF-16 holds NUL bytes; read as UTF-8 it would be garbage.
+    no_bom = tmp_path / "nobom.csv"
+    no_bom.write_bytes(text.encode("utf-16-le"))
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{no_bom} is not UTF-8 text: it holds NUL bytes") + ".*iconv -f utf-16le -t utf-8"):
+        import_csv(no_bom, tmp_path / "c", **kw)
+
+
+def test_a_numeric_class_column_says_how_to_give_it_on_the_command_line_and_from_python(tmp_path: Path) -> None:
+    """The message used to end in '(--regression speed=speed:LOW:HIGH, regression=)'."""
+    csv_path = tmp_path / "belt.csv"
+    write_belt_csv(csv_path)
+    with pytest.raises(DatasetError) as exc:
+        import_csv(csv_path, tmp_path / "ds", label_columns={"speed": "speed"}, **KW)
+    assert ("give it as a regression task (--regression speed:LOW:HIGH; from Python, "
+            "regression={'speed': (LOW, HIGH)}); if the numbers are class codes, list them as its labels "
+            "(--label-names speed=NAME,NAME,...; from Python, label_names={'speed': [...]})") in str(exc.value)
+    assert "regression=)" not in str(exc.value) and "label_names=)" not in str(exc.value)
+    with pytest.raises(DatasetError, match=re.escape(
+            "Give the scale's range (--regression speed:LOW:HIGH; from Python, "
+            "regression={'speed': (LOW, HIGH)}) or fix the cells")):
+        import_csv(csv_path, tmp_path / "ds", label_columns={"speed": "speed"},
+                   regression={"speed": (0.0, 5.0)}, **KW)
