@@ -80,6 +80,10 @@ def _check_outputs(**paths: Path | None) -> None:
                 "file?); it was left as it was: give a new file, or an earlier recording to add "
                 "this session to"
             )
+        if option == "record":
+            from fusion_edge.runtime.recording import SessionRecorder
+
+            SessionRecorder.check_target(path)  # another program's database, damaged, newer
         if path.is_dir():
             raise ConfigError(f"{flag} {path} is a folder; give a file name inside it, "
                               f"e.g. {flag} {path / _DEFAULT_NAMES[option]}")

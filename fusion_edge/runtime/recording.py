@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -254,6 +255,8 @@ class SessionRecorder:
             raise self._wrap(self._error, "write")
 
     def _wrap(self, exc: BaseException, what: str) -> RecordingError:
+        if isinstance(exc, RecordingError):
+            return exc
         return RecordingError(
             f"cannot {what} the session recording {self.path}: {exc}. Check that the folder "
             "is writable and the disk is not full, then record to a new file"
@@ -325,8 +328,65 @@ class SessionRecorder:
 
     # -- the writer thread --------------------------------------------------------------------
 
+    @staticmethod
+    def check_target(path: str | Path) -> None:
+        """Refuse, before anything is written, a file a session must not be appended to.
+
+        A missing or empty file is fine (it becomes a new recording), and so is an earlier
+        recording of this format. Anything else is left exactly as it was: a SQLite file of
+        another program (its tables would gain ours), a recording of a newer format, or a
+        damaged one (appending to it could lose what is still readable).
+
+        Raises:
+            RecordingError: naming the file and what to do.
+        """
+        path = Path(path)
+        if not path.is_file() or path.stat().st_size == 0:
+            return
+        new_file = "record this session into a new file (e.g. session.sqlite)"
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError as exc:
+            raise RecordingError(f"cannot read {path} ({exc.strerror or exc}); {new_file}") from None
+        if head != _SQLITE_MAGIC and not Path(f"{path}-wal").exists():
+            raise RecordingError(f"{path} exists and is not a session recording (not a SQLite file); "
+                                 f"it was left as it was: {new_file}")
+        try:
+            # Read-write on purpose, though only read: the last connection to close removes the
+            # -wal/-shm files a read-only one would leave behind.
+            con = sqlite3.connect(str(path), timeout=10.0)
+            try:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                meta = dict(con.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
+                problems = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+            finally:
+                con.close()
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+            tables, meta = set(), {}
+        if meta.get("app") != _APP and tables:
+            raise RecordingError(
+                f"{path} is a SQLite file of another program, not a fusion-edge recording; it was "
+                f"left as it was: {new_file}"
+            )
+        if problems != ["ok"]:
+            raise RecordingError(  # a damaged file, or one whose tables cannot even be listed
+                f"{path} is a damaged recording ({'; '.join(problems[:2])}); appending could lose "
+                f"what is still readable, so it was left as it was: {new_file}, and salvage the "
+                f"old one with 'fusion-edge recording salvage {path} --out recovered.sqlite'"
+            )
+        written = str(meta.get("format_version", "0"))
+        version = int(written) if written.isdigit() else 0
+        if version > FORMAT_VERSION:
+            raise RecordingError(
+                f"{path} is recording format {version}, newer than this fusion-edge writes "
+                f"({FORMAT_VERSION}); it was left as it was: {new_file}"
+            )
+
     def _run(self) -> None:
         try:
+            self.check_target(self.path)
             con = _connect(self.path)
         except BaseException as exc:  # noqa: BLE001 - reported to start()
             self._error = exc
@@ -433,8 +493,7 @@ class SessionReader:
             raise RecordingError(f"recording {self.path} does not exist; check the path")
         self._check_header()
         try:
-            # Opened read-write on purpose: SQLite replays a crashed session's WAL on open.
-            self._con = sqlite3.connect(str(self.path), timeout=10.0)
+            self._con = self._open()
             rows = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
             problems = (
                 [r[0] for r in self._con.execute("PRAGMA quick_check").fetchall()]
@@ -456,6 +515,22 @@ class SessionReader:
                 f"{self.path} is recording format {version}, newer than this fusion-edge reads "
                 f"({FORMAT_VERSION}); upgrade fusion-edge to replay it"
             )
+
+    def _open(self) -> sqlite3.Connection:
+        """Read-write where possible: SQLite replays a crashed session's WAL on open. On
+        read-only media (an archive share, a locked SD card) a closed recording is opened
+        immutable, since SQLite could not create its -shm file there."""
+        writable = os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
+        if writable:
+            return sqlite3.connect(str(self.path), timeout=10.0)
+        if Path(f"{self.path}-wal").exists():
+            raise RecordingError(
+                f"recording {self.path} was not closed (its -wal file is next to it) and lies in a "
+                "read-only place, so SQLite cannot replay its last writes: copy the file together "
+                "with its -wal file to a writable folder and read the copy"
+            )
+        uri = Path(self.path).resolve().as_uri() + "?mode=ro&immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=10.0)
 
     def _check_header(self) -> None:
         """Refuse, with what it is, a file that is not SQLite at all (a report.json, a CSV...):

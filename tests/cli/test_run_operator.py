@@ -293,3 +293,19 @@ def test_output_writes_that_fail_after_the_checks_are_said_not_tracebacks(
     _session_done(SimpleNamespace(session_done=refuse), tmp_path / "ev.jsonl")  # no raise
     err = " ".join(capsys.readouterr().err.split())
     assert "could not write the events file" in err and "the session's table and stats follow" in err
+
+
+def test_record_into_another_programs_database_is_refused_before_the_session(tmp_path: Path) -> None:
+    import sqlite3
+
+    other = tmp_path / "club.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE contacts (name TEXT)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    r = invoke("run", "--simulate", "5v5", "--seconds", 1, "--bundle", tmp_path / "no-bundle",
+               "--record", other)
+    assert r.exit_code == 2, r.output
+    assert "is a SQLite file of another program" in r.text and "Traceback" not in r.output
+    assert other.read_bytes() == before

@@ -234,3 +234,74 @@ def test_unwritable_location_fails_at_start(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises((RecordingError, OSError)):
         SessionRecorder(blocker / "s.sqlite").start()
+
+
+def _sqlite_file(path: Path, *statements: str) -> bytes:
+    con = sqlite3.connect(path)
+    for sql in statements:
+        con.execute(sql)
+    con.commit()
+    con.close()
+    return path.read_bytes()
+
+
+def test_a_session_is_never_appended_to_a_file_it_does_not_belong_in(tmp_path: Path) -> None:
+    """`--record other.sqlite` used to add the recording's tables to another program's database,
+    and a session appended to a newer-format recording could not be replayed."""
+    other = tmp_path / "contacts.sqlite"
+    before = _sqlite_file(other, "CREATE TABLE contacts (name TEXT)", "INSERT INTO contacts VALUES ('x')")
+    newer = tmp_path / "newer.sqlite"
+    _sqlite_file(newer, "CREATE TABLE meta (key TEXT, value TEXT)",
+                 "INSERT INTO meta VALUES ('app', 'fusion-edge-recording'), ('format_version', '7')")
+    for path, says in ((other, "a SQLite file of another program"), (newer, "recording format 7, newer")):
+        with pytest.raises(RecordingError, match=says):
+            SessionRecorder.check_target(path)
+        with pytest.raises(RecordingError, match=says):
+            SessionRecorder(path, {}).start()
+    assert other.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.sqlite", "newer.sqlite"]
+
+
+def test_a_damaged_recording_is_not_appended_to(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with SessionRecorder(path) as rec:
+        for i in range(3000):
+            rec.record_packet("pod", i, os.urandom(100))
+    cut = path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(cut)
+    with pytest.raises(RecordingError, match="damaged recording.*left as it was.*recording salvage"):
+        SessionRecorder.check_target(path)
+    assert path.read_bytes() == cut
+
+
+def test_an_earlier_recording_is_appended_to_and_left_tidy(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with SessionRecorder(path, {"n": 1}) as rec:
+        rec.record_packet("pod", 1, b"\x01")
+    SessionRecorder.check_target(path)
+    SessionRecorder.check_target(tmp_path / "new.sqlite")  # a new file is fine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite"], "no -wal/-shm left behind"
+    with SessionRecorder(path, {"n": 2}) as rec:
+        rec.record_packet("pod", 2, b"\x02")
+    with SessionReader(path) as reader:
+        assert [s.metadata["n"] for s in reader.sessions()] == [1, 2]
+
+
+def test_a_closed_recording_on_read_only_media_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A good recording on a write-protected card used to be called damaged: SQLite could not
+    create its -shm file there. (The test runs as any user, so read-only is simulated.)"""
+    import fusion_edge.runtime.recording as recording
+
+    path = tmp_path / "s.sqlite"
+    with SessionRecorder(path, {"kit": "k"}) as rec:
+        for i in range(50):
+            rec.record_packet("pod", i, b"\x01" * 40)
+    real_access = os.access
+    monkeypatch.setattr(recording.os, "access",
+                        lambda p, mode: False if mode == os.W_OK else real_access(p, mode))
+    with SessionReader(path) as reader:
+        assert reader.count("packet") == 50 and reader.sessions()[0].metadata == {"kit": "k"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.sqlite"]
+    Path(f"{path}-wal").write_bytes(b"")  # not closed: its last writes need a writable place
+    with pytest.raises(RecordingError, match="read-only place.*copy the file together with its -wal"):
+        SessionReader(path)
