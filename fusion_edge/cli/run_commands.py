@@ -118,7 +118,9 @@ def print_stats(summary: Any, title: str) -> None:
     console.print(t)
     if summary.not_scored:
         console.print("not scored: " + ", ".join(f"{k} {v}" for k, v in summary.not_scored.items()))
-    console.print("answered by: " + ", ".join(f"{k} {v}" for k, v in summary.backends.items()))
+    if summary.backends:
+        console.print("answered by: " + ", ".join(f"{k} {v}" for k, v in summary.backends.items()))
+
 
 
 def _save(path: Path | None, doc: dict) -> None:
@@ -259,8 +261,7 @@ def run(
                           f"failed, {faults.get('recording_dropped', 0)} dropped; {why}")
         raise typer.Exit(1)
     if record:
-        console.print(f"recording: [bold]{escape(str(record))}[/] (replay with 'fusion-edge replay "
-                      f"{escape(str(record))} --bundle {escape(str(bundle))}')")
+        console.print(_recording_note(record, recorder, bundle))
     if summary.interrupted:
         kept = ", ".join(n for n, p in (("events", events), ("stats", stats), ("recording", record)) if p)
         console.print(
@@ -311,6 +312,30 @@ def _drop_unused_recording(path: Path, created: bool, ran: list[bool]) -> None:
     if empty:
         for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             p.unlink(missing_ok=True)
+
+
+def _recording_note(record: Path, recorder: Any, bundle: Path) -> str:
+    """Where the session was recorded and how to replay it; in a file holding several sessions,
+    which one is this run's and which earlier ones were never closed."""
+    from fusion_edge.errors import FusionEdgeError
+    from fusion_edge.runtime.recording import SessionReader
+
+    rec = getattr(recorder, "_rec", recorder)  # a _LazyRecorder holds the SessionRecorder
+    sid = getattr(rec, "session_id", None)
+    replay = f"fusion-edge replay {record} --bundle {bundle}"
+    try:
+        with SessionReader(record, verify=False) as reader:
+            sessions = reader.sessions()
+    except (FusionEdgeError, OSError):
+        sessions = []
+    if len(sessions) < 2 or sid is None:
+        return f"recording: [bold]{escape(str(record))}[/] (replay with '{escape(replay)}')"
+    open_ = [s.id for s in sessions if s.ended_ns is None and s.id != sid]
+    unclosed = (f"; session{'s' if len(open_) > 1 else ''} {', '.join(map(str, open_))} "
+                f"{'were' if len(open_) > 1 else 'was'} not closed (crash or power cut)") if open_ else ""
+    return (f"recording: [bold]{escape(str(record))}[/], session {sid} (the file holds "
+            f"{len(sessions)} sessions{unclosed}; 'fusion-edge recording info {escape(str(record))}' "
+            f"lists them); replay it with '{escape(replay)} --session-id {sid}'")
 
 
 def _close_recorder(recorder: Any, errors: list[str]) -> None:
@@ -367,7 +392,7 @@ def replay(
 ) -> None:
     """Rerun a recorded session through any bundle: the same events every time."""
     from fusion_edge.runtime.bundle_model import BundleModel
-    from fusion_edge.runtime.kit_runner import replay_session
+    from fusion_edge.runtime.kit_runner import bundle_window_s, replay_session
 
     with cli_errors(), ExitStack() as stack:
         _check_replay_targets(session, bundle, events=events, stats=stats)
@@ -375,17 +400,27 @@ def replay(
         model = BundleModel(bundle, preference=backend or ["onnxruntime-cpu"])
         stack.callback(model.close)
         hub, fresh = _sinks(stack, events, False, None)
-        processor, summary = replay_session(session, model, session_id=session_id, sinks=hub)
+        processor, summary = replay_session(session, model, session_id=session_id, sinks=hub,
+                                            on_progress=lambda m: console.print(m))
         if fresh is not None:
             _session_done(fresh, events)
     print_stats(summary, f"replay of {session}")
     if not summary.scored:
-        console.print(
-            "[yellow]warning:[/] no window was scored, so the latency columns are not "
-            "measurements: the recorded session is shorter than the bundle's window plus a hop, "
-            "or nothing in it could be used (see 'not scored' above); replay a longer recording"
-        )
+        recorded = float(summary.counters.get("recorded_s", 0.0))
+        window = bundle_window_s(model.manifest)
+        if window is not None and recorded < window:
+            why = (f"the session holds {recorded:.1f} s of sensor data and the bundle's window is "
+                   f"{window:g} s, so no window was complete; replay a longer recording")
+        elif summary.not_scored:
+            why = "every window was refused for the reasons under 'not scored' above"
+        else:
+            why = (f"the session holds {recorded:.1f} s of sensor data but none of it could be "
+                   "used (no player's pod and GNSS data together?)")
+        console.print(f"[yellow]warning:[/] no window was scored, so the latency columns are not "
+                      f"measurements: {why}")
     _save(stats, summary.to_json())
+    if events:
+        console.print(f"events: [bold]{escape(str(events))}[/]")
 
 
 def _check_replay_targets(session: Path, bundle: Path, **paths: Path | None) -> None:

@@ -86,6 +86,14 @@ def _kit_error(kit: Any, key: tuple[str | int, ...], message: str) -> ConfigErro
     return KitError(Path(path), line, format_key(key), message)
 
 
+def bundle_window_s(manifest: Mapping[str, Any]) -> float | None:
+    """The bundle's window in seconds, from its IMU input (None without one)."""
+    imu = next((i for i in manifest.get("inputs", ()) if i.get("name") == "imu"), None)
+    if imu is None:
+        return None
+    return float(imu["window_samples"]) / float(imu["sample_rate_hz"])
+
+
 def check_kit_windows(kit: Any, manifest: Mapping[str, Any]) -> None:
     """Refuse a kit whose ``[windows]`` disagrees with the bundle it runs.
 
@@ -96,10 +104,9 @@ def check_kit_windows(kit: Any, manifest: Mapping[str, Any]) -> None:
     windows = getattr(kit, "windows", None)
     if windows is None:
         return
-    imu = next((i for i in manifest.get("inputs", ()) if i.get("name") == "imu"), None)
-    if imu is None:
+    bundle_window = bundle_window_s(manifest)
+    if bundle_window is None:
         return  # the bundle check names a bundle without an IMU input
-    bundle_window = float(imu["window_samples"]) / float(imu["sample_rate_hz"])
     if windows.window_s is not None and abs(windows.window_s - bundle_window) > 1e-6:
         raise _kit_error(
             kit, ("windows", "window_s"),
@@ -265,8 +272,13 @@ def replay_session(
     session_id: int | None = None,
     sinks: Any = None,
     processor_config: ProcessorConfig | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> tuple[FieldProcessor, RunSummary]:
-    """Rerun a recorded session through ``model``: same bytes, same receive times."""
+    """Rerun a recorded session through ``model``: same bytes, same receive times.
+
+    ``on_progress`` hears which session of the file is replayed and whether it was closed; the
+    summary's ``counters["recorded_s"]`` is the span of its pod and GNSS data.
+    """
     from fusion_edge.runtime.recording import RecordKind, SessionReader
 
     with SessionReader(path) as reader:  # closed on every path: no -wal/-shm left behind
@@ -276,15 +288,27 @@ def replay_session(
         info = sessions[-1] if session_id is None else next((s for s in sessions if s.id == session_id), None)
         if info is None:
             raise FusionEdgeError(f"{path} has no session {session_id}; it has {[s.id for s in sessions]}")
+        if on_progress is not None:
+            closed = ("closed" if info.ended_ns is not None
+                      else "not closed: the recorder stopped (crash or power cut), replaying what it kept")
+            of = f" of {len(sessions)} in the file" if len(sessions) > 1 else ""
+            on_progress(f"replaying session {info.id}{of} ({closed})")
         setups, origin = setups_from_metadata(info.metadata)
         if processor_config is None and info.metadata.get("hop_s") is not None:
             processor_config = ProcessorConfig(hop_s=float(info.metadata["hop_s"]))  # the kit's override
         processor = FieldProcessor(setups, model, config=processor_config, origin=origin, sinks=sinks, replay=True)
         cpu0, t0 = time.process_time(), time.monotonic()
+        first_ns = last_ns = None
         for rec in reader.records(session_id=info.id, kinds=(RecordKind.PACKET, RecordKind.GNSS)):
+            if first_ns is None:
+                first_ns = rec.host_time_ns
+            last_ns = rec.host_time_ns
             if rec.kind == RecordKind.PACKET:
                 processor.on_pod_packet(rec.source, rec.data, rec.host_time_ns)
             else:
                 processor.on_gnss_bytes(rec.source, rec.data, rec.host_time_ns)
     processor.finish()
-    return processor, summarize(processor, time.monotonic() - t0, time.process_time() - cpu0)
+    summary = summarize(processor, time.monotonic() - t0, time.process_time() - cpu0)
+    summary.counters["recorded_s"] = 0.0 if first_ns is None else (last_ns - first_ns) / 1e9
+    summary.counters["session_id"] = info.id
+    return processor, summary

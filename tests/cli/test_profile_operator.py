@@ -345,9 +345,12 @@ def test_replay_that_scored_nothing_says_its_zeros_are_not_latencies(
     import fusion_edge.runtime.kit_runner as kr
     from fusion_edge.runtime.simulated_kit import RunSummary, percentiles
 
-    empty = RunSummary(10, 0, 0, percentiles([]), 0, 0, 100.0, 80.0, 0.1)
+    empty = RunSummary(10, 0, 0, percentiles([]), 0, 0, 100.0, 80.0, 0.1, counters={"recorded_s": 2.5})
     monkeypatch.setattr(kr, "replay_session", lambda *a, **k: (None, empty))
     r = invoke("replay", recording, "-b", tmp_path, "--stats", tmp_path / "s.json")
     assert r.exit_code == 0, r.output
     assert "no window was scored" in r.text and "not measurements" in r.text
+    # It says why in numbers, not "see 'not scored' above" over a line that was not printed.
+    assert "the session holds 2.5 s of sensor data and the bundle's window is" in r.text
+    assert "'not scored' above" not in r.text and "answered by:" not in r.text
     assert json.loads((tmp_path / "s.json").read_text())["scored"] == 0

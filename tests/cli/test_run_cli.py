@@ -106,6 +106,7 @@ def test_replay_twice_gives_the_live_predictions(live: dict, kit_bundle: Path, t
         out = tmp_path / f"replay{i}.jsonl"
         r = invoke("replay", live["record"], "--bundle", kit_bundle, "--events", out)
         assert r.exit_code == 0, r.output
+        assert "replaying session 1 (closed)" in r.output and f"events:{out}" in "".join(r.output.split())
         runs.append(_predictions(_events(out)))
     assert runs[0] == runs[1]
     assert runs[0] == _predictions(_events(live["events"]))
@@ -164,10 +165,14 @@ def test_kill_9_during_recording_leaves_a_replayable_file(kit_bundle: Path, tmp_
     assert killed_ns - last < 1.5e9
     model = BundleModel(kit_bundle, preference=["onnxruntime-cpu"])
     try:
-        processor, summary = replay_session(rec, model)
+        said: list[str] = []
+        processor, summary = replay_session(rec, model, on_progress=said.append)
     finally:
         model.close()
     assert summary.scored >= 2  # 8 s recorded with a 6 s window: at least one hop per player
+    assert said == ["replaying session 1 (not closed: the recorder stopped (crash or power cut), "
+                    "replaying what it kept)"]
+    assert summary.counters["recorded_s"] > 7
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -205,3 +210,17 @@ def test_ctrl_c_or_sigterm_mid_session_keeps_the_stats_and_says_so(
     assert doc["interrupted"] is True and doc["events"] >= 1 and doc["seconds"] < 100
     with SessionReader(rec) as r:
         assert r.sessions()[-1].ended_ns is not None
+
+
+def test_a_session_appended_to_a_recording_says_which_it_is(kit_bundle: Path, tmp_path: Path) -> None:
+    """The replay hint after an appended session used to read as if the file held one session."""
+    rec = tmp_path / "day.sqlite"
+    outputs = []
+    for _ in range(2):
+        r = invoke("run", "--simulate", "5v5", "--players", 2, "--seconds", 1, "--bundle", kit_bundle,
+                   "--backend", "onnxruntime-cpu", "--record", rec, "--no-table")
+        assert r.exit_code == 0, r.output
+        outputs.append(" ".join(r.output.split()))
+    assert "session 1" not in outputs[0] and "--session-id" not in outputs[0]
+    assert "session 2 (the file holds 2 sessions;" in outputs[1]
+    assert "--session-id 2'" in outputs[1]
