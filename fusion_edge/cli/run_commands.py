@@ -238,6 +238,8 @@ def run(
                                      players=players)
             if record is not None:
                 _make_folder(record.parent, "--record")
+                # A new file into which nothing was streamed (stopped while connecting) is removed.
+                stack.callback(_drop_unused_recording, record, not record.exists(), [])
                 recorder = _LazyRecorder(record, {"bundle": str(bundle), "simulate": simulate})
                 stack.callback(_close_recorder, recorder, closing_errors)
             processor, summary = asyncio.run(run_simulated_kit(
@@ -260,13 +262,14 @@ def run(
         err_console.print(f"[bold red]recording incomplete:[/] {faults.get('recording_errors', 0)} record(s) "
                           f"failed, {faults.get('recording_dropped', 0)} dropped; {why}")
         raise typer.Exit(1)
-    if record:
+    if record and record.exists():
         console.print(_recording_note(record, recorder, bundle))
     if summary.interrupted:
-        kept = ", ".join(n for n, p in (("events", events), ("stats", stats), ("recording", record)) if p)
+        kept = ", ".join(n for n, p in (("events", events), ("stats", stats), ("recording", record))
+                         if p and (n != "recording" or p.exists()))
         console.print(
             f"[yellow]stopped early[/] (Ctrl-C or SIGTERM) after {summary.seconds:.0f} s: the table"
-            + (f" and the {kept} files hold" if kept else " holds")
+            + (f" and the {kept} file{'s' if ',' in kept else ''} hold" if kept else " holds")
             + " the session up to then"
         )
         raise typer.Exit(130)

@@ -26,7 +26,7 @@ from fusion_edge.runtime.field_kit import (
     session_metadata,
     setups_from_metadata,
 )
-from fusion_edge.runtime.simulated_kit import RunSummary, stream_for, summarize
+from fusion_edge.runtime.simulated_kit import RunSummary, stoppable_connect, stream_for, summarize
 
 __all__ = [
     "setups_from_kit",
@@ -247,10 +247,12 @@ async def run_kit(
             [s.pod for s in setups], sink=lambda _b: None, raw_sink=processor.on_pod_packet, decode=False
         )
         say(f"connecting {len(setups)} pods and {len(ports)} GNSS port(s)")
+        interrupted = False
         try:
-            async with ble:
+            async with stoppable_connect(say) as stopped, ble:
                 say("streaming: Ctrl-C to stop" if seconds is None else f"streaming for {seconds:.0f} s")
                 interrupted = await stream_for(seconds)
+            interrupted = interrupted or bool(stopped)
         except (OSError, FileNotFoundError) as exc:
             raise TransportError(
                 f"Bluetooth is not available ({exc}): plug in a BLE adapter and check 'bluetoothctl "
@@ -261,7 +263,8 @@ async def run_kit(
             t.close()
     processor.finish()
     summary = summarize(processor, time.monotonic() - t0, time.process_time() - cpu0)
-    summary.interrupted = interrupted and seconds is not None  # no --seconds: Ctrl-C is the end
+    # No --seconds: Ctrl-C while streaming is the normal end; while connecting it is not.
+    summary.interrupted = interrupted and (seconds is not None or bool(stopped))
     return processor, summary
 
 

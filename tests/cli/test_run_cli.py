@@ -212,6 +212,37 @@ def test_ctrl_c_or_sigterm_mid_session_keeps_the_stats_and_says_so(
         assert r.sessions()[-1].ended_ns is not None
 
 
+def test_ctrl_c_while_the_pods_connect_still_reports(kit_bundle: Path, tmp_path: Path) -> None:
+    """Ctrl-C while connecting used to exit 130 with nothing but a bumble warning: no table, no
+    stats file, and an empty session left in a new recording (SIGTERM: killed silently)."""
+    import json
+
+    rec, stats = tmp_path / "s.sqlite", tmp_path / "st.json"
+    cmd = [sys.executable, "-m", "fusion_edge", "run", "--simulate", "5v5", "--players", "2",
+           "--seconds", "60", "--bundle", str(kit_bundle), "--backend", "onnxruntime-cpu",
+           "--record", str(rec), "--stats", str(stats), "--no-table"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={**os.environ, "COLUMNS": "200", "PYTHONUNBUFFERED": "1"})
+    seen = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line.decode())
+            if "connecting" in seen[-1]:
+                proc.send_signal(signal.SIGINT)  # at once: the pods are still connecting
+                break
+        out = "".join(seen) + proc.communicate(timeout=60)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = " ".join(out.split())
+    assert proc.returncode == 130, text[-2000:]
+    assert "stopped early" in text and "Traceback" not in text, out
+    assert json.loads(stats.read_text())["interrupted"] is True
+    if "stopped while connecting" in text:  # (on a slow machine the signal may land later)
+        assert not rec.exists(), "a new recording into which nothing was streamed is removed"
+
+
 def test_a_session_appended_to_a_recording_says_which_it_is(kit_bundle: Path, tmp_path: Path) -> None:
     """The replay hint after an appended session used to read as if the file held one session."""
     rec = tmp_path / "day.sqlite"
