@@ -9,6 +9,7 @@ then profile the recorded session per stage. Each step is what the CLI does.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -80,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(Rule(f"5. field session: {args.players} simulated players over BLE and serial, {args.seconds:.0f} s"))
     t = time.perf_counter()
     field = out / "field"
+    if field.is_dir():  # the demo's own outputs of an earlier run: start afresh, as every step does
+        shutil.rmtree(field)
     _cli(["run", "--simulate", "5v5", "--bundle", str(bundle), "--players", str(args.players),
           "--seconds", str(args.seconds), "--backend", "onnxruntime-cpu", "--events", str(field / "events.jsonl"),
           "--stats", str(field / "stats.json"), "--record", str(field / "session.sqlite")])

@@ -253,7 +253,7 @@ def run(
         doc.setdefault("faults", {})["recording_close_error"] = closing_errors[0]
     _save(stats, doc)
     if events:
-        console.print(f"events: [bold]{events}[/]")
+        console.print(_events_note(events, fresh))
     faults = summary.faults
     if faults.get("recording_errors") or faults.get("recording_dropped") or closing_errors:
         # The session was scored; what the recording lacks is said, counted, and the exit code
@@ -286,6 +286,13 @@ def _make_folder(folder: Path, option: str) -> None:
             f"{option}: cannot create the folder {folder} ({exc.strerror or exc}); choose a path in "
             "a writable folder"
         ) from None
+
+
+def _events_note(events: Path, fresh: Any) -> str:
+    """Where the events went, and where the earlier file of that name was kept."""
+    kept = getattr(fresh, "kept", None)
+    aside = f" (the earlier file of that name was kept as {escape(str(kept))})" if kept else ""
+    return f"events: [bold]{escape(str(events))}[/]{aside}"
 
 
 def _session_done(fresh: Any, events: Path | None) -> None:
@@ -423,7 +430,7 @@ def replay(
                       f"measurements: {why}")
     _save(stats, summary.to_json())
     if events:
-        console.print(f"events: [bold]{escape(str(events))}[/]")
+        console.print(_events_note(events, fresh))
 
 
 def _check_replay_targets(session: Path, bundle: Path, **paths: Path | None) -> None:

@@ -255,18 +255,22 @@ class JsonLinesSink:
 
 
 class SessionJsonLinesSink:
-    """One run, one events file: the file's old content is replaced, but only once this run
-    has something to put there (its first event, or :meth:`session_done` at the end of a
-    session that scored nothing).
+    """One run, one events file, and no earlier session's events lost.
 
-    A run that stops before its session starts (a typo in the scenario, a missing serial port,
-    no Bluetooth adapter) leaves the previous session's events file as it was.
+    The file is this run's once it has something to put there (its first event, or
+    :meth:`session_done` at the end of a session that scored nothing). An earlier file of the
+    same name is then kept beside it, renamed after the time it was last written
+    (``events.jsonl`` -> ``events.20260601-101500.jsonl``; :attr:`kept` says where), so a kit
+    file's fixed ``jsonl = "events.jsonl"`` never overwrites the last session, which may have
+    been its only record. A run that stops before its session starts (a typo in the scenario,
+    a missing serial port, no Bluetooth adapter) leaves the file as it was.
     """
 
     name = "jsonl"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.kept: Path | None = None
         self._sink: JsonLinesSink | None = None
         self._lock = threading.Lock()
 
@@ -274,7 +278,10 @@ class SessionJsonLinesSink:
         with self._lock:
             if self._sink is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.unlink(missing_ok=True)
+                if self.path.is_file() and self.path.stat().st_size:
+                    self.kept = _keep_aside(self.path)
+                else:
+                    self.path.unlink(missing_ok=True)
                 self._sink = JsonLinesSink(self.path)
             return self._sink
 
@@ -289,6 +296,18 @@ class SessionJsonLinesSink:
         with self._lock:
             if self._sink is not None:
                 self._sink.close()
+
+
+def _keep_aside(path: Path) -> Path:
+    """Rename ``path`` after its modification time (a free name: -2, -3... when taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    target = path.with_name(f"{path.stem}.{stamp}{path.suffix}")
+    n = 2
+    while target.exists():
+        target = path.with_name(f"{path.stem}.{stamp}-{n}{path.suffix}")
+        n += 1
+    os.replace(path, target)
+    return target
 
 
 def _fmt(x: float | None, spec: str) -> str:

@@ -207,3 +207,36 @@ def test_sse_sink_reports_a_port_in_use() -> None:
             SseSink("127.0.0.1", first.port)
     finally:
         first.close()
+
+
+def test_a_new_session_keeps_the_last_sessions_events_file(tmp_path: Path) -> None:
+    """A kit file's fixed `jsonl = "events.jsonl"` used to replace the last session's events,
+    which may have been its only record."""
+    import os
+
+    from fusion_edge.runtime.sinks import SessionJsonLinesSink
+
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"last": "session"}\n')
+    os.utime(path, (1_780_000_000, 1_780_000_000))
+    untouched = SessionJsonLinesSink(path)
+    untouched.close()  # a run that never started: nothing moves
+    assert path.read_text() == '{"last": "session"}\n' and untouched.kept is None
+    sink = SessionJsonLinesSink(path)
+    sink.handle([event(1)])
+    sink.close()
+    assert sink.kept is not None and sink.kept.parent == tmp_path
+    assert sink.kept.name.startswith("events.2026") and sink.kept.suffix == ".jsonl"
+    assert sink.kept.read_text() == '{"last": "session"}\n'
+    assert json.loads(path.read_text().splitlines()[0])["player"] == "p01"
+    again = SessionJsonLinesSink(path)  # a second session in the same second: a free name
+    os.utime(path, (1_780_000_000, 1_780_000_000))
+    again.session_done()
+    again.close()
+    assert again.kept is not None and again.kept.name.endswith("-2.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    nothing = SessionJsonLinesSink(empty)
+    nothing.session_done()
+    nothing.close()
+    assert nothing.kept is None  # an empty file holds nothing worth keeping
