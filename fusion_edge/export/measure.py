@@ -4,7 +4,8 @@ Accuracy uses `fusion_edge.toolkit.train.task_metrics` (the keys `evaluate` repo
 Latency is the median wall time of one call after warm-up, on the CPU with onnxruntime (or
 PyTorch eager, for the reference rows) on as many intra-op threads as the box's runtime uses (1
 by default, `fusion_edge.runtime.backends`), at batch 1 (one player) and at the squad size
-(every player in one call, as the box batches each hop).
+(every player in one call, as the box batches each hop). Export times every variant together,
+in interleaved rounds (`interleaved_latency`), so its speedups are ratios from one run.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ __all__ = [
     "latency_ms",
     "onnx_latency",
     "torch_latency",
+    "onnx_caller",
+    "torch_caller",
+    "interleaved_latency",
     "budget_check",
     "unlabelled_heads",
     "unscored_heads",
@@ -151,6 +155,65 @@ def _batch(inputs: Sequence[np.ndarray], b: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(x[idx]) for x in inputs]
 
 
+Caller = Callable[[int], Callable[[], Any]]
+"""Given a batch size, a function that runs one call of a variant at that batch."""
+
+
+def onnx_caller(path: str | Path, inputs: Sequence[np.ndarray], threads: int = 1) -> Caller:
+    """Calls of an ONNX file on onnxruntime CPU with ``threads`` intra-op threads (0:
+    onnxruntime's default, one per core); the session is made once."""
+    sess = onnx_session(path, threads=threads)
+    names = [i.name for i in sess.get_inputs()]
+
+    def at(b: int) -> Callable[[], Any]:
+        feed = dict(zip(names, _batch(inputs, b), strict=True))
+        return lambda: sess.run(None, feed)
+
+    return at
+
+
+def torch_caller(model: MultimodalCnnLstm, inputs: Sequence[np.ndarray]) -> Caller:
+    """Calls of the PyTorch model in eager mode on the CPU (the reference)."""
+    model = model.cpu().eval()
+
+    def at(b: int) -> Callable[[], Any]:
+        xs = [torch.from_numpy(x) for x in _batch(inputs, b)]
+
+        def call() -> None:
+            with torch.inference_mode():
+                model(*xs)
+
+        return call
+
+    return at
+
+
+def interleaved_latency(
+    callers: Sequence[Caller], batches: Sequence[int], *, runs: int = 30, warmup: int = 5,
+    threads: int = 1,
+) -> list[dict[str, float]]:
+    """``[{"batch_1": ms, "batch_22": ms}, ...]``, one dict per caller: the median of ``runs``
+    calls each after ``warmup``, taken in rounds (one call of every variant per round), so a
+    machine that slows down or speeds up mid-measurement moves every variant alike and the
+    ratios between them hold. PyTorch runs on ``threads`` intra-op threads meanwhile."""
+    out: list[dict[str, float]] = [{} for _ in callers]
+    with torch_threads(threads):
+        for b in batches:
+            fns = [make(b) for make in callers]
+            for fn in fns:
+                for _ in range(warmup):
+                    fn()
+            times: list[list[float]] = [[] for _ in fns]
+            for _ in range(runs):
+                for i, fn in enumerate(fns):
+                    t0 = time.perf_counter()
+                    fn()
+                    times[i].append(time.perf_counter() - t0)
+            for i, t in enumerate(times):
+                out[i][f"batch_{b}"] = float(np.median(t) * 1e3)
+    return out
+
+
 def onnx_latency(
     path: str | Path,
     inputs: Sequence[np.ndarray],
@@ -158,15 +221,10 @@ def onnx_latency(
     runs: int = 30,
     threads: int = 1,
 ) -> dict[str, float]:
-    """``{"batch_1": ms, "batch_22": ms, ...}`` for an ONNX file on onnxruntime CPU with
-    ``threads`` intra-op threads (0: onnxruntime's default, one per core)."""
-    sess = onnx_session(path, threads=threads)
-    names = [i.name for i in sess.get_inputs()]
-    res = {}
-    for b in batches:
-        feed = dict(zip(names, _batch(inputs, b), strict=True))
-        res[f"batch_{b}"] = latency_ms(lambda feed=feed: sess.run(None, feed), runs=runs)
-    return res
+    """``{"batch_1": ms, "batch_22": ms, ...}`` for one ONNX file alone (see
+    `interleaved_latency` to compare several)."""
+    return interleaved_latency([onnx_caller(path, inputs, threads)], batches, runs=runs,
+                               threads=threads)[0]
 
 
 @contextmanager
@@ -189,21 +247,4 @@ def torch_latency(
     threads: int = 1,
 ) -> dict[str, float]:
     """Same as `onnx_latency` for the PyTorch model in eager mode (the reference)."""
-    model = model.cpu().eval()
-    with torch_threads(threads):
-        return _torch_latency(model, inputs, batches, runs)
-
-
-def _torch_latency(
-    model: MultimodalCnnLstm, inputs: Sequence[np.ndarray], batches: Sequence[int], runs: int
-) -> dict[str, float]:
-    res = {}
-    for b in batches:
-        xs = [torch.from_numpy(x) for x in _batch(inputs, b)]
-
-        def call(xs: list[torch.Tensor] = xs) -> None:
-            with torch.inference_mode():
-                model(*xs)
-
-        res[f"batch_{b}"] = latency_ms(call, runs=runs)
-    return res
+    return interleaved_latency([torch_caller(model, inputs)], batches, runs=runs, threads=threads)[0]

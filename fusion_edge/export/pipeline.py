@@ -34,10 +34,11 @@ from fusion_edge.export.measure import (
     HeldOut,
     budget_check,
     headline,
-    onnx_latency,
+    interleaved_latency,
+    onnx_caller,
     score_onnx,
     score_torch,
-    torch_latency,
+    torch_caller,
     unlabelled_heads,
     unscored_heads,
 )
@@ -377,7 +378,8 @@ def export(
     notes.append(
         f"accuracy on {held.size} windows of the run's {_split_words(split)}; latency: median of "
         f"{runs} calls after 5 warm-up calls, {threads or 'default'} thread(s), onnxruntime CPU "
-        "(PyTorch eager for the pytorch rows)"
+        "(PyTorch eager for the pytorch rows), every variant timed in the same interleaved "
+        "rounds so the speedups are ratios from one run"
     )
     torch_metrics = score_torch(model, spec, held)
     unscored = unscored_heads(torch_metrics)
@@ -410,9 +412,11 @@ def export(
             "derived_from": None,  # the trained model
             "metrics": torch_metrics,
             "headline": headline(torch_metrics),
-            "latency_ms": torch_latency(model, held.inputs, batches, runs, threads),
         }
     )
+    # Every variant's latency is measured at the end, all of them together in interleaved
+    # rounds, so their ratios hold on a machine whose speed drifts (`interleaved_latency`).
+    timed: list[tuple[Any, ...]] = [(rows[-1], torch_caller(model, held.inputs))]
     pruning = None
     ratio, prune_budget = float(config.prune_ratio), None
     if config.prune_params or config.prune_flops:
@@ -489,9 +493,9 @@ def export(
                 "derived_from": "pytorch",
                 "metrics": m,
                 "headline": headline(m),
-                "latency_ms": torch_latency(model, held.inputs, batches, runs, threads),
             }
         )
+        timed.append((rows[-1], torch_caller(model, held.inputs)))
     torch_ref = rows[-1]
     mcfg = model.config
     budget = AccuracyBudget(config.max_accuracy_drop, config.max_relative_error_increase)
@@ -505,7 +509,6 @@ def export(
         ) -> dict:
             path = writer.path(file)
             metrics = score_onnx(path, mcfg, spec, held)
-            lat = onnx_latency(path, held.inputs, batches, runs, threads)
             entry = writer.add_variant(
                 {
                     "name": name,
@@ -514,7 +517,6 @@ def export(
                     "format": "onnx",
                     "target": target,
                     "metrics": metrics,
-                    "latency_ms": lat,
                     "parity": parity,
                     **extra,
                 }
@@ -528,9 +530,9 @@ def export(
                     "size_bytes": entry["size_bytes"],
                     "metrics": metrics,
                     "headline": headline(metrics),
-                    "latency_ms": lat,
                 }
             )
+            timed.append((rows[-1], onnx_caller(path, held.inputs, threads), entry))
             return entry
 
         say("exporting FP32 ONNX")
@@ -673,6 +675,15 @@ def export(
                 f"{'them' if len(gpu_rows) > 1 else 'it'} is onnxruntime CPU and says nothing "
                 "about a GPU; accuracy holds"
             )
+        say(f"timing {len(timed)} variants together: {runs} interleaved rounds at batch "
+            f"{' and '.join(map(str, batches))}")
+        for (row, _, *entry), lat in zip(
+            timed, interleaved_latency([t[1] for t in timed], batches, runs=runs, threads=threads),
+            strict=True,
+        ):
+            row["latency_ms"] = lat
+            for e in entry:
+                e["latency_ms"] = lat
         say("writing the full model's weights for GPU escalation")
         torch_entry = write_torch_fallback(writer, full_model, rows[0])
         rows[0]["size_bytes"] = torch_entry["size_bytes"]  # model.safetensors, in the bundle

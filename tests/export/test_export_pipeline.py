@@ -190,9 +190,25 @@ def test_latency_runs_on_the_threads_asked_for(tiny_run: Path, tmp_path: Path, m
     assert seen == [1, 0]
     before = torch.get_num_threads()
     during = []
-    monkeypatch.setattr(measure, "_torch_latency", lambda *a: during.append(torch.get_num_threads()) or {})
-    measure.torch_latency(model, xs, [1], runs=1, threads=1)
+    measure.interleaved_latency([lambda b: lambda: during.append(torch.get_num_threads())], [1],
+                                runs=1, warmup=0, threads=1)
     assert during == [1] and torch.get_num_threads() == before
+
+
+def test_latencies_are_taken_in_interleaved_rounds() -> None:
+    """Each variant used to be timed alone, one after the other: a machine that slowed down
+    half-way made the later variants look slower. Now every round calls each variant once."""
+    from fusion_edge.export import measure
+
+    calls: list[tuple[str, int]] = []
+
+    def caller(name: str):
+        return lambda b: lambda: calls.append((name, b))
+
+    lat = measure.interleaved_latency([caller("a"), caller("b")], [1, 4], runs=3, warmup=1)
+    assert [set(d) for d in lat] == [{"batch_1", "batch_4"}] * 2
+    timed = calls[2:8]  # after one warm-up call each, batch 1
+    assert timed == [("a", 1), ("b", 1)] * 3
 
 
 def test_dataset_that_does_not_match_is_refused(
@@ -355,6 +371,14 @@ def test_pruned_export_records_sizes_and_smaller_config(
     full = next(v for v in manifest["variants"] if v["name"] == manifest["fallback"]["torch_variant"])
     assert full["model_config"]["lstm_hidden"] == [64, 64]
     assert full["metrics"] == result.rows[0]["metrics"]
+    # Every row was timed in the same rounds, and the manifest holds those same figures.
+    rows = {r["variant"]: r for r in result.rows}
+    assert set(rows["pytorch"]["latency_ms"]) == set(rows["pytorch pruned 50%"]["latency_ms"]) == {
+        "batch_1", "batch_3"}
+    for v in manifest["variants"]:
+        if v["name"] in rows:
+            assert v["latency_ms"] == rows[v["name"]]["latency_ms"], v["name"]
+    assert full["latency_ms"] == rows["pytorch"]["latency_ms"]
     pruning = manifest["pruning"]
     assert pruning["round_to"] == 8  # the export's default: SIMD-aligned widths
     assert pruning["params_after"] < 0.4 * pruning["params_before"]
