@@ -340,7 +340,13 @@ def load_calibration(path: str | Path, *, pod_id: str | None = None) -> ImuCalib
     if target.is_dir():
         if pod_id is None:
             raise CalibrationError(f"{target} is a folder; give the pod id to look up in it")
-        target = calibration_path(target, pod_id)
+        folder, target = target, calibration_path(target, pod_id)
+        if not target.is_file():
+            raise CalibrationError(
+                f"no calibration of pod {pod_id} in {folder} (looked for {target.name}); "
+                f"calibrate it with 'fusion-edge calibrate imu ... --pod-id {pod_id} --out "
+                f"{folder}/', or give the calibration file itself"
+            )
     if not target.is_file():
         raise CalibrationError(
             f"no calibration file at {target}; calibrate the pod with "

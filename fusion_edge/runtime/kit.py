@@ -79,7 +79,9 @@ class PlayerConfig:
         pod: BLE address of the IMU pod (upper case), None without a pod.
         gnss_port: Name of the declared GNSS port the player's fixes come from, None without GNSS.
         gnss_tag: NMEA 4.x TAG-block source that marks this player's sentences on a shared port.
-        calibration: The pod's IMU calibration file (absolute), None to use the pod uncalibrated.
+        calibration: The pod's IMU calibration file (absolute), or a folder holding
+            ``<pod>.imu-calibration.json`` (what ``calibrate --out cal/`` writes); None to use
+            the pod uncalibrated.
     """
 
     id: str
@@ -267,9 +269,14 @@ class _Checker:
             raise self.fail(key, f"must be a {want}, got {type(value).__name__} {value!r}")
         return value
 
-    def file(self, value: str, key: KeyPath, what: str, *, must_exist: bool) -> Path:
+    def file(self, value: str, key: KeyPath, what: str, *, must_exist: bool,
+             folder_ok: bool = False) -> Path:
         p = Path(value).expanduser()
         p = p if p.is_absolute() else self.base / p
+        if must_exist and folder_ok and p.is_dir():
+            return p
+        if must_exist and p.is_dir():
+            raise self.fail(key, f"{what} {p} is a folder; give the file in it")
         if must_exist and not p.is_file():
             raise self.fail(key, f"{what} {p} does not exist; fix the path (relative paths "
                                  f"are read from the kit file's folder) or remove the key")
@@ -345,7 +352,7 @@ def _parse_players(c: _Checker, doc: dict[str, Any], ports: dict[str, str]) -> t
             gnss_port=port,
             gnss_tag=tag,
             calibration=(c.file(calib, k + ("calibration",), "calibration file",
-                                must_exist=True) if calib is not None else None),
+                                must_exist=True, folder_ok=True) if calib is not None else None),
         ))
     return tuple(players)
 

@@ -170,6 +170,41 @@ def check_kit_ports(kit: Any) -> None:
         raise _kit_error(kit, ("gnss_ports", port.name, "path"), problem)
 
 
+def _player_calibration(kit: Any, index: int, player: Any) -> Any:
+    """The player's IMU calibration, checked against the pod it is worn on.
+
+    A calibration made with ``--pod ADDR`` or ``--pod-id ADDR`` stores the pod's address, and
+    one for another pod is refused (pods swapped between vests would otherwise run with each
+    other's corrections). One stored under another name (a CSV's) cannot be checked, which is
+    said once per run.
+    """
+    from fusion_edge.calibration import load_calibration
+    from fusion_edge.errors import CalibrationError
+    from fusion_edge.firmware_bridge.ble import is_pod_address, normalize_address
+
+    key = ("players", index, "calibration")
+    pod = normalize_address(player.pod)
+    try:
+        cal = load_calibration(player.calibration, pod_id=pod if player.calibration.is_dir() else None)
+    except CalibrationError as exc:
+        raise _kit_error(kit, key, str(exc)) from None
+    stored = normalize_address(cal.pod_id) if cal.pod_id.strip() else cal.pod_id
+    if is_pod_address(stored):
+        if stored != pod:
+            raise _kit_error(
+                kit, key,
+                f"{player.calibration} is the calibration of pod {cal.pod_id}, but player "
+                f"'{player.id}' wears pod {player.pod}: swap the calibration files (or the pods) "
+                "back, or calibrate this pod",
+            )
+    else:
+        log.warning("%s: player '%s': calibration %s is stored for pod '%s', not an address, so "
+                    "it cannot be checked against pod %s; recalibrate with --pod-id %s to have "
+                    "it checked", getattr(kit, "path", "kit file"), player.id, player.calibration,
+                    cal.pod_id, player.pod, player.pod)
+    return cal
+
+
 def setups_from_kit(kit: Any) -> list[PlayerSetup]:
     """Players of a kit file as the processor needs them.
 
@@ -177,7 +212,6 @@ def setups_from_kit(kit: Any) -> list[PlayerSetup]:
     ``[pitch] attacks_plus_x`` (default: the first team) attacks towards the pitch's +x, the
     others towards -x (see docs/kit-file.md).
     """
-    from fusion_edge.calibration import load_calibration
     from fusion_edge.firmware_bridge.ble import normalize_address
 
     ports = {p.name: p.path for p in kit.gnss_ports}
@@ -196,7 +230,7 @@ def setups_from_kit(kit: Any) -> list[PlayerSetup]:
                 "the player out of this session's kit file",
             )
         team = teams.setdefault(p.team, len(teams))
-        cal = load_calibration(p.calibration) if p.calibration is not None else None
+        cal = _player_calibration(kit, i, p) if p.calibration is not None else None
         out.append(PlayerSetup(
             player_id=p.id, pod=normalize_address(p.pod), gnss=(ports.get(p.gnss_port, p.gnss_port), p.gnss_tag),
             team=team, attack_dir=1.0 if team == 0 else -1.0, calibration=cal,

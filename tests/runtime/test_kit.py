@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -267,3 +268,46 @@ def test_processor_options_from_kit_history_pitch_and_hop(tmp_path: Path) -> Non
     assert set(opts["history"]) == {"p01"} and opts["load_metric"] == "distance_m"
     assert opts["config"].hop_s == 1.5
     assert opts["origin"].x_bearing_deg == 30.0
+
+
+def _calibration(folder: Path, pod_id: str) -> Path:
+    import numpy as np
+
+    from fusion_edge.calibration.imu import ImuCalibration, save_calibration
+
+    cal = ImuCalibration(pod_id, np.zeros(3), np.eye(3), np.zeros(3))
+    return save_calibration(cal, folder / "")
+
+
+def test_a_calibration_is_checked_against_the_pod_it_is_worn_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another pod's calibration file used to be taken without a word (pods swapped between
+    vests ran with each other's corrections); a calibration folder was called missing."""
+    from fusion_edge.runtime.kit_runner import setups_from_kit
+
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    other = _calibration(cal, "C0:FE:00:00:00:09")
+    own = _calibration(cal, "C0:FE:00:00:00:01")
+    named = _calibration(cal, "pod7")  # calibrated from a CSV without --pod-id
+    base = GOOD.replace('[[players]]\nid = "p03"\ngnss_port = "rx1"\n', "")
+
+    def kit_with(calibration: str) -> Any:
+        text = base.replace('gnss_tag = "P01"\n', f'gnss_tag = "P01"\ncalibration = "{calibration}"\n')
+        return load_kit(write(tmp_path, text))
+
+    with pytest.raises(KitError) as err:
+        setups_from_kit(kit_with(f"cal/{other.name}"))
+    assert (err.value.line, err.value.key) == (14, "players[0].calibration")
+    assert "is the calibration of pod C0:FE:00:00:00:09, but player 'p01' wears pod" in str(err.value)
+    by_file = {s.player_id: s for s in setups_from_kit(kit_with(f"cal/{own.name}"))}
+    by_folder = {s.player_id: s for s in setups_from_kit(kit_with("cal/"))}
+    assert by_file["p01"].calibration.pod_id == by_folder["p01"].calibration.pod_id == "C0:FE:00:00:00:01"
+    with caplog.at_level("WARNING"):
+        assert setups_from_kit(kit_with(f"cal/{named.name}"))[0].calibration.pod_id == "pod7"
+    assert "cannot be checked against pod C0:FE:00:00:00:01; recalibrate with --pod-id" in caplog.text
+    (cal / own.name).unlink()
+    with pytest.raises(KitError, match=r"kit\.toml:14: players\[0\]\.calibration: no calibration of "
+                                       r"pod C0:FE:00:00:00:01 in"):
+        setups_from_kit(kit_with("cal"))
