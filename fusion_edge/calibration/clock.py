@@ -31,8 +31,9 @@ kept for late packets of that boot). Device timestamps narrower than 64 bits are
 from __future__ import annotations
 
 import csv
+import math
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -433,10 +434,56 @@ def read_clock_csv(path: str | Path) -> list[ClockObservation]:
     return out
 
 
+def check_clock_units(observations: Sequence[ClockObservation], where: str = "the recording") -> None:
+    """Refuse observations whose two clocks do not advance together, naming the likely cause.
+
+    A device clock in microseconds and a host clock in nanoseconds advance 1 us : 1000 ns, give
+    or take a crystal's ppm. A CSV with host times in microseconds, device times in
+    milliseconds, or the two columns swapped used to fit anyway, to a drift pinned at the fit's
+    bound and an alignment error of hours.
+
+    Raises:
+        CalibrationError: for the first device whose ratio is off, with the columns to fix.
+    """
+    spans: dict[tuple[str, int], list[int]] = {}
+    for o in observations:
+        s = spans.setdefault((o.device, o.boot_id), [o.device_time_us, o.device_time_us,
+                                                     o.host_time_ns, o.host_time_ns])
+        s[0], s[1] = min(s[0], o.device_time_us), max(s[1], o.device_time_us)
+        s[2], s[3] = min(s[2], o.host_time_ns), max(s[3], o.host_time_ns)
+    for (device, boot), (d0, d1, h0, h1) in spans.items():
+        device_ns, host_ns = (d1 - d0) * 1000, h1 - h0
+        if host_ns < 1_000_000_000 and device_ns < 1_000_000_000:
+            continue  # under a second on both clocks: too short to judge (the fit says so)
+        ratio = host_ns / device_ns if device_ns else math.inf
+        if 0.5 <= ratio <= 2.0:
+            continue
+        seen = (f"device {device!r} (boot {boot}): device_time_us spans {(d1 - d0) / 1e6:.6g} s "
+                f"if it is in microseconds, host_time_ns spans {host_ns / 1e9:.6g} s if it is in "
+                "nanoseconds")
+        if 1e-7 < ratio < 1e-5:
+            cause = ("the two time columns look swapped (device_time_us holds nanoseconds, "
+                     "host_time_ns microseconds): swap them in the header")
+        elif 1e-4 < ratio < 1e-2:
+            cause = ("one clock is a thousand times off: host_time_ns looks like microseconds "
+                     "(multiply it by 1000), or device_time_us like nanoseconds (divide it by 1000)")
+        elif 1e2 < ratio < 1e4:
+            cause = ("one clock is a thousand times off: device_time_us looks like milliseconds "
+                     "(multiply it by 1000)")
+        else:
+            cause = ("the two clocks do not advance together (host/device ratio "
+                     f"{ratio:.3g}, expected 1): check which columns the times are in")
+        raise CalibrationError(f"{where}: {seen}; {cause}")
+
+
 def fit_clock_observations(
-    observations: Iterable[ClockObservation], config: ClockConfig | None = None
+    observations: Iterable[ClockObservation], config: ClockConfig | None = None,
+    where: str = "the recording",
 ) -> ClockAlignment:
-    """Run recorded observations through a :class:`ClockAlignment` (the offline report)."""
+    """Run recorded observations through a :class:`ClockAlignment` (the offline report),
+    after `check_clock_units`."""
+    observations = list(observations)
+    check_clock_units(observations, where)
     alignment = ClockAlignment(config)
     for obs in observations:
         alignment.observe(obs.device, obs.device_time_us, obs.host_time_ns, obs.boot_id)

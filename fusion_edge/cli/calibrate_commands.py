@@ -16,7 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from fusion_edge.calibration.accelerometer import misalignment_angles, scale_factors
-from fusion_edge.calibration.clock import ClockAlignment, fit_clock_observations, read_clock_csv
+from fusion_edge.calibration.clock import (
+    ClockAlignment,
+    ClockConfig,
+    fit_clock_observations,
+    read_clock_csv,
+)
 from fusion_edge.calibration.guided import GuidedImuCalibration, Prompt, PromptKind
 from fusion_edge.calibration.imu import (
     ImuCalibration,
@@ -203,7 +208,7 @@ def clock(
                 "give one of --recording FILE.csv, --kit KIT.toml or --simulate N (just one)"
             )
         if recording is not None:
-            alignment = fit_clock_observations(read_clock_csv(recording))
+            alignment = fit_clock_observations(read_clock_csv(recording), where=str(recording))
             title = escape(f"Clock alignment ({recording.name})")
         else:
             import asyncio
@@ -259,6 +264,17 @@ def clock(
                 f"[yellow]note:[/] {len(short)} device(s) were heard for less than "
                 f"{SHORT_CLOCK_SPAN_S:.0f} s: their drift is not yet measured (it can sit at the "
                 "+-200 ppm bound); listen for a minute (--seconds 60) or record longer"
+            )
+        bound = ClockConfig().max_drift_ppm
+        pinned = [e for e in alignment.estimates()
+                  if e.span_s >= SHORT_CLOCK_SPAN_S and abs(e.drift_ppm) >= 0.99 * bound]
+        if pinned:
+            names = ", ".join(escape(str(e.device)) for e in pinned)
+            console.print(
+                f"[yellow]warning:[/] the drift of {names} sits at the fit's +-{bound:.0f} ppm bound: "
+                "a real crystal is within about 100 ppm, so these times do not come from one "
+                "device clock and one host clock (a reset or jump in the recording, or mixed-up "
+                "columns); its offset and the alignment error below are not to be trusted"
             )
         console.print(
             f"estimated cross-device alignment error: "

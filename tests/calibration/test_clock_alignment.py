@@ -188,3 +188,37 @@ def test_clock_csv_problems(tmp_path: Path, text: str, message: str) -> None:
     path.write_text(text)
     with pytest.raises(CalibrationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_clock_csv(path)
+
+
+def _observations(device_scale: float, host_scale: float, swap: bool = False) -> list:
+    from fusion_edge.calibration.clock import ClockObservation
+
+    out = []
+    for k in range(600):  # a minute at 10 Hz; the device runs 40 ppm slow
+        t_us = 1_000_000 + k * 100_000
+        host_ns = 5_000_000_000 + int(t_us * 1000 * (1 + 40e-6)) + 2_000_000
+        dev, host = int(t_us * device_scale), int(host_ns * host_scale)
+        if swap:
+            dev, host = host, dev
+        out.append(ClockObservation("pod7", 1, dev, host))
+    return out
+
+
+@pytest.mark.parametrize(("device_scale", "host_scale", "swap", "says"), [
+    (1.0, 1e-3, False, "host_time_ns looks like microseconds (multiply it by 1000)"),
+    (1e-3, 1.0, False, "device_time_us looks like milliseconds (multiply it by 1000)"),
+    (1.0, 1.0, True, "the two time columns look swapped"),
+])
+def test_clock_columns_in_the_wrong_units_are_refused(
+    device_scale: float, host_scale: float, swap: bool, says: str
+) -> None:
+    """Host times in microseconds, device times in milliseconds or swapped columns used to fit,
+    to a drift pinned at +-200 ppm and an alignment error of hours, and exit 0."""
+    import re
+
+    from fusion_edge.calibration.clock import fit_clock_observations
+
+    with pytest.raises(CalibrationError, match="clk.csv: device 'pod7' \\(boot 1\\): .*" + re.escape(says)):
+        fit_clock_observations(_observations(device_scale, host_scale, swap), where="clk.csv")
+    fitted = fit_clock_observations(_observations(1.0, 1.0)).estimates()[0]
+    assert fitted.drift_ppm == pytest.approx(40.0, abs=1.0)
