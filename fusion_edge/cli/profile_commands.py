@@ -196,7 +196,7 @@ def profile(
         _refuse_group_options(ctx)
         return
     from fusion_edge.runtime.profile.modes import ProfileConfig, run_profile
-    from fusion_edge.runtime.profile.report import write_outputs
+    from fusion_edge.runtime.profile.report import budget_lines, write_outputs
 
     if bundle is None:
         err_console.print(
@@ -242,6 +242,8 @@ def profile(
         f"RSS {doc['rss_mb']} MB; drops "
         + (", ".join(f"{k} {v}" for k, v in doc["drops"].items()) or "none")
     )
+    for line in budget_lines(doc):
+        console.print(escape(line))
     for w in doc["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     console.print(

@@ -13,6 +13,7 @@ from fusion_edge.runtime.profile.capacity import CapacityPoint, CapacityResult
 from fusion_edge.runtime.profile.histogram import LatencyHistogram
 from fusion_edge.runtime.profile.modes import ProfileConfig, ProfileResult
 from fusion_edge.runtime.profile.report import (
+    budget_lines,
     build_report,
     compare_reports,
     hardware_fingerprint,
@@ -131,3 +132,23 @@ def test_loading_refuses_what_is_not_a_report(tmp_path: Path) -> None:
         load_report(future)
     write_outputs(_result(), tmp_path / "ok", plots=False)
     assert load_report(tmp_path / "ok")["players"] == 10  # a folder works too
+
+
+def test_the_report_says_the_headroom_and_how_much_the_full_model_answered() -> None:
+    """Every window escalated to FP32 used to hide behind 'backend onnxruntime-cpu/int8', and a
+    single run never said its deadline or headroom."""
+    result = _result()
+    result.extra = {"escalated": 20000, "backends": {"onnxruntime-cpu/fp32": 20000}}
+    result.drops["late"] = 3
+    doc = build_report(result)
+    lines = budget_lines(doc)
+    p99 = doc["end_to_end"]["p99_ms"]
+    assert lines[0] == (f"deadline 1000 ms (a hop, unless --deadline-ms): end-to-end p99 {p99:.1f} ms "
+                        f"is {p99 / 10:.1f}% of it, headroom {1000 - p99:.1f} ms; 3 late")
+    assert lines[1].startswith("escalated 20000 of 20000 windows (100%) to the full model; answered "
+                               "by onnxruntime-cpu/fp32 20000: the compressed model was unsure")
+    result.extra = {"escalated": 100, "backends": {}}
+    assert budget_lines(build_report(result))[1] == "escalated 100 of 20000 windows (0%) to the full model"
+    from fusion_edge.runtime.profile.report import markdown_report
+
+    assert f"- {lines[0]}" in markdown_report(doc)

@@ -137,6 +137,34 @@ def build_report(
     }
 
 
+def budget_lines(doc: Mapping[str, Any]) -> list[str]:
+    """The run against its deadline, and how much of it the full model answered, in words:
+    what a table of stage latencies does not say on its own."""
+    lines = []
+    deadline = (doc.get("config") or {}).get("deadline_ms")
+    p99 = (doc.get("end_to_end") or {}).get("p99_ms")
+    if deadline and p99 is not None and (doc.get("end_to_end") or {}).get("count"):
+        late = doc.get("drops", {}).get("late")
+        lines.append(
+            f"deadline {deadline:g} ms (a hop, unless --deadline-ms): end-to-end p99 {p99:.1f} ms "
+            f"is {100 * p99 / deadline:.1f}% of it, headroom {deadline - p99:.1f} ms"
+            + (f"; {late} late" if late is not None else "")
+        )
+    extra = doc.get("extra") or {}
+    windows = int(doc.get("windows") or 0)
+    if "escalated" in extra and windows:
+        share = extra["escalated"] / windows
+        backends = ", ".join(f"{k} {v}" for k, v in (extra.get("backends") or {}).items())
+        line = (f"escalated {extra['escalated']} of {windows} windows ({share:.0%}) to the full "
+                f"model" + (f"; answered by {backends}" if backends else ""))
+        if share >= 0.5:
+            line += (": the compressed model was unsure of most windows, so these latencies are "
+                     "mostly the full model's (a poorly trained bundle, or a high escalation "
+                     "threshold; --no-escalation times the compressed model alone)")
+        lines.append(line)
+    return lines
+
+
 def write_report(doc: Mapping[str, Any], out: str | Path, name: str = "report.json") -> Path:
     """Write ``doc`` atomically (tmp file, then rename) to ``out/name``; returns the path."""
     out = Path(out)
@@ -279,6 +307,7 @@ def markdown_report(doc: Mapping[str, Any], plots: list[str] | None = None) -> s
         f"- throughput: {tp['windows_per_s']} windows/s, {tp['queries_per_s']} queries/s;"
         f" CPU {doc['cpu_percent']}% of one core; RSS {doc['rss_mb']} MB",
         f"- drops: {', '.join(f'{k} {v}' for k, v in doc['drops'].items()) or 'none'}",
+        *(f"- {line}" for line in budget_lines(doc)),
         "",
         "| stage | count | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |",
         "|---|---:|---:|---:|---:|---:|---:|",
