@@ -44,7 +44,12 @@ class MagLimits:
         max_residual: Largest RMS of ``|S (raw - h)| - B`` relative to ``B``.
         max_center_std: Largest 1-sigma hard-iron uncertainty relative to ``B``.
         max_matrix_std: Largest 1-sigma uncertainty of an entry of ``S`` (dimensionless).
-        field_range_ut: Plausible Earth field strengths, microtesla.
+        field_range_ut: Plausible Earth field strengths, microtesla (the Earth's is 25-66
+            everywhere; a little margin).
+        max_field_mismatch: Largest relative difference between the field the readings show
+            and the one given (``--field-ut``): steel nearby inflates or bends it.
+        max_soft_iron_condition: Largest condition number of the soft-iron matrix; a pod's own
+            iron stays close to a sphere, a field bent by steel does not.
         max_points: Readings used for the fit (evenly thinned beyond this; keeps it fast).
         saturation_fraction: A share of readings pinned at one extreme value that counts as
             saturation.
@@ -54,7 +59,9 @@ class MagLimits:
     max_residual: float = 0.05
     max_center_std: float = 0.005
     max_matrix_std: float = 0.01
-    field_range_ut: tuple[float, float] = (15.0, 100.0)
+    field_range_ut: tuple[float, float] = (22.0, 70.0)
+    max_field_mismatch: float = 0.2
+    max_soft_iron_condition: float = 2.0
     max_points: int = 4000
     saturation_fraction: float = 0.005
 
@@ -172,6 +179,14 @@ def check_field_strength(field_strength_ut: float, limits: MagLimits | None = No
     return value
 
 
+_STEEL = (
+    "steel or a magnet near where the pod was turned bends the field (goal posts, a steel "
+    "table, a car, a phone or a magnet clasp on the strap): move a few metres away and record "
+    "again, or calibrate without the magnetometer (--no-mag) and keep the accelerometer and "
+    "gyroscope calibration"
+)
+
+
 def fit_magnetometer(
     mag: np.ndarray,
     *,
@@ -212,10 +227,16 @@ def fit_magnetometer(
     if field_strength_ut is None and not low <= estimated <= high:
         raise CalibrationError(
             f"{source}: the magnetometer field strength comes out at {estimated:.3g}, but the "
-            f"Earth's field is {low:.0f}-{high:.0f} uT.{_field_unit_hint(estimated)} Otherwise "
-            "record away from magnets and steel, or give the local field strength"
+            f"Earth's field is {low:.0f}-{high:.0f} uT.{_field_unit_hint(estimated)} If the "
+            f"units are right, {_STEEL}"
         )
     strength = estimated if field_strength_ut is None else check_field_strength(field_strength_ut, lim)
+    if field_strength_ut is not None and abs(estimated - strength) > lim.max_field_mismatch * strength:
+        raise CalibrationError(
+            f"{source}: the magnetometer readings show a field of {estimated:.1f} uT where the "
+            f"local field is {strength:.1f} uT ({100 * abs(estimated - strength) / strength:.0f}% "
+            f"off, limit {100 * lim.max_field_mismatch:.0f}%): {_STEEL}"
+        )
     fit = fit_sphere_mapping(
         m,
         strength,
@@ -253,6 +274,13 @@ def fit_magnetometer(
         raise CalibrationError(
             f"{source}: the magnetometer fit is not an ellipsoid; {_RECORD}"
         ) from None
+    sv = np.linalg.svd(fit.matrix, compute_uv=False)
+    if sv[0] / sv[-1] > lim.max_soft_iron_condition:
+        raise CalibrationError(
+            f"{source}: the magnetometer readings are squashed far out of round (soft-iron "
+            f"condition {sv[0] / sv[-1]:.2f}, limit {lim.max_soft_iron_condition:g}; a pod's own "
+            f"iron stays close to round): {_STEEL}"
+        )
     return MagFit(
         hard_iron=fit.center,
         soft_iron=fit.matrix,

@@ -113,3 +113,20 @@ def test_field_that_changes_during_recording_is_refused(random_pose_recording) -
     mag[::2] += 15.0  # something magnetic moving with the pod half the time
     with pytest.raises(CalibrationError, match="do not lie on an ellipsoid"):
         fit_magnetometer(mag, field_strength_ut=48.0)
+
+
+def test_a_field_bent_by_steel_is_refused_with_what_to_do(random_pose_recording) -> None:
+    """Next to a goal post the fit came out squashed and was refused as 'not a plausible
+    correction ... calibrate the pod again', which failed the same way in the same place; a
+    field inflated by steel was accepted against --field-ut, scaling the soft iron silently."""
+    raw = random_pose_recording.mag
+    center = raw.mean(axis=0)
+    squashed = (raw - center) * np.array([1.0, 1.0, 0.45]) + center
+    with pytest.raises(CalibrationError, match=r"squashed far out of round \(soft-iron condition "
+                                               r"2\.\d+, limit 2;.*steel or a magnet.*--no-mag"):
+        fit_magnetometer(squashed, field_strength_ut=48.0 * 0.8)
+    inflated = (raw - center) * 1.5 + center
+    with pytest.raises(CalibrationError, match=r"show a field of 7\d\.\d uT where the local field "
+                                               r"is 48\.0 uT \(\d+% off, limit 20%\).*goal posts"):
+        fit_magnetometer(inflated, field_strength_ut=48.0)
+    assert fit_magnetometer(raw, field_strength_ut=48.0).field_strength_ut == 48.0
