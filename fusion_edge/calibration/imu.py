@@ -22,6 +22,7 @@ keeps its magnetometer columns unchanged (:attr:`ImuCalibration.has_magnetometer
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import os
@@ -57,9 +58,20 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: UP017 (py3.10)
 
 
-def _vector(value: Any, name: str, where: str) -> np.ndarray:
+def _numbers(value: Any) -> bool:
+    """Whether ``value`` is numbers (nested lists, or an array), not strings or booleans: numpy
+    would read ``"-0.38"`` from a hand-edited file as a number."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iuf"
+    if isinstance(value, (list, tuple)):
+        return all(_numbers(v) for v in value)
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _vector(value: Any, name: str, where: str, limit: float | None = None,
+            unit: str = "") -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value, dtype=np.float64) if _numbers(value) else np.empty(0)
     except (TypeError, ValueError):
         arr = np.empty(0)
     if arr.shape != (3,) or not np.all(np.isfinite(arr)):
@@ -67,12 +79,27 @@ def _vector(value: Any, name: str, where: str) -> np.ndarray:
             f"{where}: '{name}' must be a list of 3 finite numbers, got {value!r}; "
             "calibrate the pod again to write a valid file"
         )
+    if limit is not None and np.abs(arr).max() > limit:
+        axis = "xyz"[int(np.abs(arr).argmax())]
+        raise CalibrationError(
+            f"{where}: '{name}' {axis} is {arr[int(np.abs(arr).argmax())]:g} {unit}, more than any "
+            f"sensor of this kind is off ({limit:g} {unit}): a typo in an edited file, or a "
+            "calibration gone wrong; calibrate the pod again"
+        )
     return arr
+
+
+# Largest offsets a calibration file may hold: a MEMS accelerometer's zero-g offset is within
+# about 150 mg (1.5 m/s^2), a gyroscope's zero-rate offset within about 10 deg/s (0.17 rad/s).
+_MAX_ACCEL_BIAS = 2.0  # m/s^2
+_MAX_GYRO_BIAS = 0.35  # rad/s
+_KEYS = ("format", "version", "pod_id", "accel_bias", "accel_matrix", "gyro_bias",
+         "mag_hard_iron", "mag_soft_iron", "quality", "created")
 
 
 def _matrix(value: Any, name: str, where: str) -> np.ndarray:
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        arr = np.asarray(value, dtype=np.float64) if _numbers(value) else np.empty(0)
     except (TypeError, ValueError):
         arr = np.empty(0)
     if arr.shape != (3, 3) or not np.all(np.isfinite(arr)):
@@ -214,6 +241,14 @@ class ImuCalibration:
                 f"version {CALIBRATION_VERSION}. "
                 + ("Upgrade fusion-edge." if newer else "Calibrate the pod again.")
             )
+        unknown = [k for k in doc if k not in _KEYS]
+        for key in unknown:
+            close = difflib.get_close_matches(key, _KEYS, n=1, cutoff=0.75)
+            if close:  # other extra keys are a later version's or a user's notes: left alone
+                raise CalibrationError(
+                    f"{where}: unknown key '{key}'; did you mean '{close[0]}'? Fix the key (the "
+                    "file was edited by hand?) or calibrate the pod again"
+                )
         missing = [k for k in ("pod_id", "accel_bias", "accel_matrix", "gyro_bias") if k not in doc]
         if missing:
             raise CalibrationError(f"{where} lacks {', '.join(missing)}; calibrate the pod again")
@@ -222,9 +257,9 @@ class ImuCalibration:
             raise CalibrationError(f"{where}: 'created' must be an ISO 8601 string")
         return cls(
             pod_id=doc["pod_id"],
-            accel_bias=_vector(doc["accel_bias"], "accel_bias", where),
+            accel_bias=_vector(doc["accel_bias"], "accel_bias", where, _MAX_ACCEL_BIAS, "m/s^2"),
             accel_matrix=_matrix(doc["accel_matrix"], "accel_matrix", where),
-            gyro_bias=_vector(doc["gyro_bias"], "gyro_bias", where),
+            gyro_bias=_vector(doc["gyro_bias"], "gyro_bias", where, _MAX_GYRO_BIAS, "rad/s"),
             mag_hard_iron=doc.get("mag_hard_iron"),
             mag_soft_iron=doc.get("mag_soft_iron"),
             quality=doc.get("quality", {}),

@@ -91,6 +91,11 @@ def _write(tmp_path: Path, **changes) -> Path:
         ({"mag_soft_iron": None}, "'mag_hard_iron' and 'mag_soft_iron' come together"),
         ({"mag_soft_iron": [[1, 0.1, 0], [0, 1, 0], [0, 0, 1]]}, "must be symmetric"),
         ({"pod_id": ""}, "must be a non-empty string"),
+        # Hand edits that used to load without a word:
+        ({"accel_bias": [-3.8, 0.1, 0.1]}, "'accel_bias' x is -3.8 m/s.2, more than any sensor"),
+        ({"gyro_bias": [0.0, 0.0, 0.4962]}, "'gyro_bias' z is 0.4962 rad/s, more than any sensor"),
+        ({"accel_bias": ["-0.38", 0.1, 0.1]}, "'accel_bias' must be a list of 3 finite numbers"),
+        ({"gyro_bais": [0.0, 0.0, 0.0]}, "unknown key 'gyro_bais'; did you mean 'gyro_bias'?"),
     ],
 )
 def test_invalid_files_are_refused(tmp_path: Path, changes: dict, message: str) -> None:
