@@ -225,6 +225,10 @@ def profile(
             hop_s=hop,
             sinks_dir=str(out) if sinks else None,
         )
+        if session is None:  # a typo is found before the backends load (minutes with TensorRT)
+            from fusion_edge.scenarios import get_scenario
+
+            get_scenario(scenario, scenario_file)
         model = _model(stack, bundle, backend, escalation)
         console.print(
             f"profiling [bold]{scenario}[/] ({mode}) with {model.chain.name} "
@@ -308,6 +312,9 @@ def capacity(
             scenario_file=str(scenario_file) if scenario_file else None,
             hop_s=hop,
         )
+        from fusion_edge.scenarios import get_scenario
+
+        get_scenario(scenario, scenario_file)  # a typo is found before the backends load
         for b in backends:
             with ExitStack() as stack:
                 model = _model(stack, bundle, [b] if b else None, escalation)

@@ -226,6 +226,20 @@ def test_capacity_out_that_is_a_file_is_refused_before_searching(
     assert "is a file; give a folder" in r.text and notes.read_text() == "keep me"
 
 
+@pytest.mark.parametrize("command", [("profile",), ("profile", "capacity")])
+def test_a_misspelt_scenario_is_refused_before_the_bundle_loads(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """'--scenario 5vs5' used to be found only after the backends had loaded (minutes on a
+    TensorRT box)."""
+    import fusion_edge.runtime.bundle_model as bm
+
+    monkeypatch.setattr(bm, "BundleModel", _never_loaded)
+    r = invoke(*command, "-b", tmp_path, "--scenario", "5vs5", "-o", tmp_path / "p")
+    assert r.exit_code == 2, r.output
+    assert "unknown scenario '5vs5'. Did you mean '5v5'?" in r.text and "Traceback" not in r.output
+
+
 # ------------------------------------------------------------------------------ compare
 
 
@@ -335,7 +349,7 @@ def test_replay_of_a_folder_or_a_report_says_what_it_was_given(
     report = _report(tmp_path / "p")
     r = invoke("replay", report, "-b", tmp_path)
     assert r.exit_code == 2 and "not a SQLite file" in r.text, r.output
-    assert ".recover" not in r.text
+    assert "salvage" not in r.text
 
 
 def test_replay_that_scored_nothing_says_its_zeros_are_not_latencies(
