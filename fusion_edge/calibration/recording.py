@@ -210,9 +210,13 @@ def _read_imu_csv(path: Path) -> ImuRecording:
         wanted = list(IMU_COLUMNS) + (list(MAG_COLUMNS) if mag_present else [])
         index = [names.index(c) for c in wanted]
         rows: list[list[float]] = []
+        lines: list[int] = []
+        short: set[int] = set()  # lines with fewer cells than the columns read need
         for line_no, row in enumerate(reader, start=2):
             if not row or all(not cell.strip() for cell in row):
                 continue
+            if len(row) <= max(index):
+                short.add(line_no)
             values = []
             for col, i in zip(wanted, index, strict=True):
                 cell = row[i].strip() if i < len(row) else ""
@@ -227,7 +231,24 @@ def _read_imu_csv(path: Path) -> ImuRecording:
                         "fix or drop that row"
                     ) from None
             rows.append(values)
+            lines.append(line_no)
     data = np.asarray(rows, dtype=np.float64).reshape(-1, len(wanted))
+    bad = np.flatnonzero(~np.isfinite(data).all(axis=1))
+    if bad.size:  # named by file line here (ImuRecording can only count samples)
+        first = int(bad[0])
+        col = wanted[int(np.flatnonzero(~np.isfinite(data[first]))[0])]
+        line = lines[first]
+        if line in short and first == len(lines) - 1:
+            raise CalibrationError(
+                f"{path}: the last line ({line}) is cut short (it has no '{col}'): the file was "
+                "truncated, by a copy or a recorder that stopped; copy the file again, or drop "
+                "that line"
+            )
+        raise CalibrationError(
+            f"{path}: line {line}, column '{col}' is empty or NaN ({bad.size} sample(s) like it); "
+            "calibration needs complete samples: re-export the recording without gaps or drop "
+            "the broken rows"
+        )
     return ImuRecording(
         t=data[:, 0],
         accel=data[:, 1:4],

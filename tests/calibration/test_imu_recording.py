@@ -78,7 +78,17 @@ def test_empty_cell_in_csv_becomes_a_nan_refusal(tmp_path: Path) -> None:
     rows = [f"{i / 100},0,0,9.81,0,0,0" for i in range(30)]
     rows[5] = "0.05,0,,9.81,0,0,0"
     path.write_text("t,ax,ay,az,gx,gy,gz\n" + "\n".join(rows) + "\n")
-    with pytest.raises(CalibrationError, match=r"NaN/missing value\(s\), first in column 'ay'"):
+    with pytest.raises(CalibrationError, match=r"gap\.csv: line 7, column 'ay' is empty or NaN"):
+        read_imu_csv(path)  # the file's line, not the sample's index
+
+
+def test_a_truncated_last_line_is_named_as_such(tmp_path: Path) -> None:
+    """A copy cut short used to read 'NaN/missing value(s) ... at sample 29'."""
+    path = tmp_path / "cut.csv"
+    rows = [f"{i / 100},0,0,9.81,0,0,0" for i in range(30)]
+    path.write_text("t,ax,ay,az,gx,gy,gz\n" + "\n".join(rows)[:-6])
+    with pytest.raises(CalibrationError, match=r"cut\.csv: the last line \(31\) is cut short \(it "
+                                               r"has no 'gx'\): the file was truncated"):
         read_imu_csv(path)
 
 
