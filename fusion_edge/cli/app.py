@@ -51,6 +51,9 @@ bridge_commands.register(app)
 from fusion_edge.cli import profile_commands  # noqa: E402
 
 profile_commands.register(app)
+from fusion_edge.cli import recording_commands  # noqa: E402
+
+recording_commands.register(app)
 
 
 def main() -> None:

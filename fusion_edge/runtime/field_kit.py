@@ -534,14 +534,26 @@ def session_metadata(setups: Sequence[PlayerSetup], origin: PitchOrigin, extra: 
         d["gnss"] = list(s.gnss)
         d["calibration"] = s.calibration.to_dict() if s.calibration is not None else None
         players.append(d)
+    import datetime as dt
+
+    # The session's date, for 'fusion-edge recording info': the recorder's own clock is the
+    # host's monotonic one, which says nothing about the day.
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")  # noqa: UP017 (py3.10)
     return {"format": "fusion-edge-session", "version": 1, "players": players,
-            "origin": asdict(origin), **(extra or {})}
+            "origin": asdict(origin), "started_utc": started, **(extra or {})}
 
 
 def setups_from_metadata(meta: dict) -> tuple[list[PlayerSetup], PitchOrigin]:
     """Inverse of `session_metadata`."""
     from fusion_edge.calibration import ImuCalibration
 
+    if meta.get("metadata_lost"):
+        raise FusionEdgeError(
+            "this session's kit description (its players) was lost to the damage the recording "
+            "was salvaged from; its raw packets and sentences are in the file, but it cannot be "
+            "replayed without knowing whose they are: pick another session with --session-id "
+            "('fusion-edge recording info FILE' lists them)"
+        )
     if meta.get("format") != "fusion-edge-session":
         raise FusionEdgeError(
             "this recording has no kit description (it was not written by 'fusion-edge run'); "

@@ -562,8 +562,8 @@ class SessionReader:
         return RecordingError(
             f"recording {self.path} is damaged or not a SQLite database ({exc}). If it was "
             "copied while recording, copy it again together with its -wal file; otherwise "
-            f"salvage what is readable with: "
-            f"sqlite3 '{self.path}' .recover | sqlite3 recovered.sqlite"
+            "salvage what is readable with: "
+            f"fusion-edge recording salvage '{self.path}' --out recovered.sqlite"
         )
 
     def __enter__(self) -> SessionReader:
