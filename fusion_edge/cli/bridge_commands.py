@@ -245,11 +245,13 @@ def read_gnss(
     seconds: float | None,
     on_fix: Callable[[dict[str, Any]], None],
     on_open: Callable[[], None] | None = None,
+    on_link: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Read a receiver for ``seconds`` (None: until Ctrl-C), calling ``on_fix`` per epoch record.
 
     ``on_open`` is called once the port is open, before the first fix (open output files there,
-    so that a port that cannot be opened leaves the last session's files alone).
+    so that a port that cannot be opened leaves the last session's files alone). ``on_link``
+    hears, in words, when the receiver is lost and when it comes back.
 
     Returns:
         The stats: ``sentences``, ``checksum_errors``, ``unknown``, ``fixes`` and the raw
@@ -283,12 +285,24 @@ def read_gnss(
             on_open()
         deadline = None if seconds is None else time.monotonic() + seconds
         started = time.monotonic()
+        seen = (0, 0)  # disconnects, reconnects already told
+        lost_at = 0.0
         try:
             while deadline is None or time.monotonic() < deadline:
                 wait = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
                 reading = transport.get(timeout_s=wait)
                 if reading is not None and isinstance(reading.message, GnssFix):
                     merger.add(reading.message, reading.host_time_ns)
+                now = (transport.counters.disconnects, transport.counters.reconnects)
+                if on_link is not None and now != seen:
+                    if now[0] > seen[0]:
+                        lost_at = time.monotonic()
+                        on_link(f"receiver on {port} lost; waiting up to "
+                                f"{transport.config.reconnect_timeout_s:g} s for it to come back")
+                    if now[1] > seen[1]:
+                        on_link(f"receiver on {port} came back after "
+                                f"{time.monotonic() - lost_at:.1f} s; reading on")
+                    seen = now
         except KeyboardInterrupt:
             pass
         except TransportError as exc:
@@ -407,7 +421,8 @@ def gnss_read(
                 del last[:-show]
 
         try:
-            result = read_gnss(port, baud=baud, seconds=seconds, on_fix=on_fix, on_open=on_open)
+            result = read_gnss(port, baud=baud, seconds=seconds, on_fix=on_fix, on_open=on_open,
+                               on_link=lambda m: err_console.print(f"[yellow]{escape(m)}[/]"))
         finally:
             if handle is not None:
                 handle.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -195,6 +196,24 @@ def test_gnss_simulate_runs_for_the_given_time() -> None:
     assert result.exit_code == 0, result.output
     assert "/dev/pts/" in result.output or "/dev/tty" in result.output
     assert "epochs" in result.output
+
+
+def test_gnss_read_says_when_the_receiver_is_lost_and_when_it_comes_back(tmp_path: Path) -> None:
+    """A receiver that came back was only a 'reconnects 1' in the final table: the operator
+    watching the terminal saw the fixes stop and start again without a word."""
+    import dataclasses
+    import threading
+
+    link = tmp_path / "rx"
+    cfg = dataclasses.replace(SimulatedReceiverConfig(), link_path=str(link))
+    with SimulatedReceiver(CircleTrackSource(), cfg) as rx:
+        threading.Timer(0.8, rx.unplug).start()
+        threading.Timer(1.6, rx.replug).start()
+        result = runner.invoke(app, ["gnss", "read", str(link), "--seconds", "4"])
+    assert result.exit_code == 0, result.output
+    text = flat(result.output)
+    assert f"receiver on {link} lost; waiting up to 10 s for it to come back" in text
+    assert re.search(rf"receiver on {re.escape(str(link))} came back after \d+\.\d s; reading on", text)
 
 
 def test_gnss_read_receiver_that_disappears_keeps_the_fixes_and_the_counters(

@@ -367,7 +367,8 @@ def test_gnss_read_of_garbage_points_at_the_baud_rate() -> None:
 def test_gnss_read_show_zero_says_zero_and_tag_sources_are_text(monkeypatch: pytest.MonkeyPatch) -> None:
     import fusion_edge.cli.bridge_commands as bc
 
-    def fake_read(port: str, *, baud: int, seconds: Any, on_fix: Any, on_open: Any = None) -> dict:
+    def fake_read(port: str, *, baud: int, seconds: Any, on_fix: Any, on_open: Any = None,
+                  on_link: Any = None) -> dict:
         on_open()
         on_fix({**dict.fromkeys(bc._FIX_FIELDS), "source": "[/]VEST07"})
         keys = ("sentences", "ubx_frames", "checksum_errors", "unknown", "proprietary", "malformed",
