@@ -151,6 +151,14 @@ def check_accel_units(rec: ImuRecording) -> float:
             f"gravity in milli-g, not m/s^2; multiply ax, ay, az by {STANDARD_GRAVITY / 1000} "
             "(or export in m/s^2) and run the calibration again"
         )
+    gyro_median = float(np.median(np.linalg.norm(rec.gyro, axis=1)))
+    if not 6.0 < median < 14.0 and 6.0 < gyro_median < 14.0:
+        raise CalibrationError(
+            f"{rec.source}: the accelerometer's typical magnitude is {median:.3g}, but the "
+            f"gyroscope's is {gyro_median:.3g}, about gravity: the accelerometer and gyroscope "
+            "columns look swapped; check the header (t,ax,ay,az,gx,gy,gz) against what each "
+            "column holds"
+        )
     if not 6.0 < median < 14.0:
         raise CalibrationError(
             f"{rec.source}: the accelerometer's typical magnitude is {median:.3g}, far from "

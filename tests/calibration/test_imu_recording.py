@@ -134,6 +134,15 @@ def test_accelerometer_in_milli_g_is_detected(random_pose_recording) -> None:
         check_accel_units(rec)
 
 
+def test_accelerometer_and_gyroscope_columns_swapped_are_named(random_pose_recording) -> None:
+    """They used to read only 'typical magnitude is 0.054, far from gravity'."""
+    rec = dataclasses.replace(random_pose_recording, accel=random_pose_recording.gyro,
+                              gyro=random_pose_recording.accel)
+    with pytest.raises(CalibrationError, match=r"but the gyroscope's is 9\.\d+, about gravity: the "
+                                               r"accelerometer and gyroscope columns look swapped"):
+        check_accel_units(rec)
+
+
 def test_accelerometer_in_m_s2_passes(random_pose_recording) -> None:
     assert check_accel_units(random_pose_recording) == pytest.approx(9.8, abs=0.3)
 
