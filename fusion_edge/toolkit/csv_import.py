@@ -634,11 +634,10 @@ def import_csv(
                 f"{csv_path}: {at}: the longest stretch{stretch} is {longest} samples "
                 f"({longest / sample_rate_hz:.3g} s). Give a shorter --window (window_seconds), "
                 "or check --time-unit (time_unit) and --rate (sample_rate_hz)")
-        assert first_missing is not None
+        first = f" (first: {missing_cell(csv_path, *first_missing)})" if first_missing else ""
         raise DatasetError(
             f"{csv_path}: {at} without a missing sample; all {dropped} windows hold an empty or NaN "
-            f"signal cell (first: {missing_cell(csv_path, *first_missing)}). Fill or interpolate "
-            "them, or check the channels and window_seconds")
+            f"signal cell{first}. Fill or interpolate them, or check the channels and window_seconds")
     warnings = _check_inferred_labels(csv_path, spec, inferred, label_columns, per_sample, lines,
                                       batches, window_cut)
     with DatasetWriter(out_dir, spec, shard_windows=shard_windows, overwrite=overwrite) as w:
