@@ -402,7 +402,8 @@ def replay(
 ) -> None:
     """Rerun a recorded session through any bundle: the same events every time."""
     from fusion_edge.runtime.bundle_model import BundleModel
-    from fusion_edge.runtime.kit_runner import bundle_window_s, replay_session
+    from fusion_edge.runtime.field_kit import bundle_window_s
+    from fusion_edge.runtime.kit_runner import replay_session
 
     with cli_errors(), ExitStack() as stack:
         _check_replay_targets(session, bundle, events=events, stats=stats)

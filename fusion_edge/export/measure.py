@@ -31,7 +31,6 @@ __all__ = [
     "AccuracyBudget",
     "score_onnx",
     "score_torch",
-    "latency_ms",
     "onnx_latency",
     "torch_latency",
     "onnx_caller",
@@ -136,18 +135,6 @@ def budget_check(
             per[task] = {"relative_increase": rel, "ok": over == 0.0}
             loss += over + max(0.0, rel) * 1e-3
     return all(p["ok"] for p in per.values()), {"loss": loss, "per_task": per}
-
-
-def latency_ms(fn: Callable[[], Any], *, warmup: int = 5, runs: int = 30) -> float:
-    """Median milliseconds of ``fn()`` over ``runs`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
 
 
 def _batch(inputs: Sequence[np.ndarray], b: int) -> list[np.ndarray]:

@@ -100,7 +100,7 @@ class SerialCounters:
     queue_dropped: int = 0
 
 
-def _not_a_device(port: str) -> str | None:
+def not_a_device(port: str) -> str | None:
     """``"a regular file"`` / ``"a folder"`` when ``port`` exists but cannot be a serial port."""
     try:
         mode = os.stat(port).st_mode
@@ -287,7 +287,7 @@ class SerialGnssTransport:
         self, cause: BaseException | None, waited_s: float, *, initial: bool
     ) -> TransportError:
         if initial:
-            kind = _not_a_device(self.port)
+            kind = not_a_device(self.port)
             if kind is not None:
                 error = TransportError(
                     f"{self.port!r} is {kind}, not a serial port: give the receiver's device, "

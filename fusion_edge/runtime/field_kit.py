@@ -144,6 +144,14 @@ def check_bundle_inputs(manifest: Mapping[str, Any], where: Any = "the bundle") 
             )
 
 
+def bundle_window_s(manifest: Mapping[str, Any]) -> float | None:
+    """The bundle's window in seconds, from its IMU input (None without one)."""
+    imu = next((i for i in manifest.get("inputs", ()) if i.get("name") == "imu"), None)
+    if imu is None:
+        return None
+    return float(imu["window_samples"]) / float(imu["sample_rate_hz"])
+
+
 def window_config_from_manifest(
     manifest: Mapping[str, Any], hop_s: float | None = None, where: Any = "the bundle"
 ) -> WindowConfig:
@@ -155,9 +163,8 @@ def window_config_from_manifest(
     check_bundle_inputs(manifest, where)
     inputs = {i["name"]: i for i in manifest["inputs"]}
     imu, pos = inputs["imu"], inputs["position"]
-    window_s = float(imu["window_samples"]) / float(imu["sample_rate_hz"])
     return WindowConfig(
-        window_s=window_s,
+        window_s=bundle_window_s(manifest),
         hop_s=float(hop_s if hop_s is not None else imu["hop_seconds"]),
         imu_rate_hz=float(imu["sample_rate_hz"]),
         gnss_rate_hz=float(pos["sample_rate_hz"]),

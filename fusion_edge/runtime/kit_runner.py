@@ -22,6 +22,7 @@ from fusion_edge.runtime.field_kit import (
     FieldProcessor,
     PlayerSetup,
     ProcessorConfig,
+    bundle_window_s,
     gnss_feeder,
     session_metadata,
     setups_from_metadata,
@@ -86,14 +87,6 @@ def _kit_error(kit: Any, key: tuple[str | int, ...], message: str) -> ConfigErro
     return KitError(Path(path), line, format_key(key), message)
 
 
-def bundle_window_s(manifest: Mapping[str, Any]) -> float | None:
-    """The bundle's window in seconds, from its IMU input (None without one)."""
-    imu = next((i for i in manifest.get("inputs", ()) if i.get("name") == "imu"), None)
-    if imu is None:
-        return None
-    return float(imu["window_samples"]) / float(imu["sample_rate_hz"])
-
-
 def check_kit_windows(kit: Any, manifest: Mapping[str, Any]) -> None:
     """Refuse a kit whose ``[windows]`` disagrees with the bundle it runs.
 
@@ -145,28 +138,23 @@ def check_kit_ports(kit: Any) -> None:
     which on a TensorRT kit can take minutes. Other paths (``COM3``) are left to the open.
     """
     import os
-    import stat
+
+    from fusion_edge.firmware_bridge.serial_gnss import not_a_device
 
     users = _port_users(kit)
     for port in kit.gnss_ports:
         if port.name not in users or not os.path.isabs(port.path):
             continue
-        try:
-            mode = os.stat(port.path).st_mode
-        except FileNotFoundError:
+        if not os.path.exists(port.path):
             problem = (f"{port.path} does not exist: plug in and power the receiver of "
                        f"{_port_label(kit, port.name, users)}, or fix the path (list ports with "
                        "`ls /dev/ttyUSB* /dev/ttyACM* /dev/serial/by-id/`), then re-run")
-        except OSError as exc:
-            problem = f"{port.path} cannot be read ({exc.strerror}); check the path"
+        elif (kind := not_a_device(port.path)) is not None:
+            problem = (f"{port.path} is {kind}, not a serial port: give the receiver's device "
+                       "of " + _port_label(kit, port.name, users) + ", e.g. "
+                       "/dev/serial/by-id/usb-u-blox_...")
         else:
-            if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
-                kind = "a folder" if stat.S_ISDIR(mode) else "a regular file"
-                problem = (f"{port.path} is {kind}, not a serial port: give the receiver's device "
-                           "of " + _port_label(kit, port.name, users) + ", e.g. "
-                           "/dev/serial/by-id/usb-u-blox_...")
-            else:
-                continue
+            continue
         raise _kit_error(kit, ("gnss_ports", port.name, "path"), problem)
 
 

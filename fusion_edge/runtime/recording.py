@@ -39,6 +39,7 @@ __all__ = [
     "SessionInfo",
     "SessionRecorder",
     "SessionReader",
+    "check_recording_file",
 ]
 
 FORMAT_VERSION = 1
@@ -469,6 +470,44 @@ class SessionRecorder:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def check_recording_file(path: Path) -> None:
+    """Refuse, with what it is, a path that cannot hold a recording: a folder, a missing file,
+    an empty one, or a file that is not SQLite at all (a report.json, a CSV...). SQLite's own
+    answer ("file is not a database", or an empty file opening as an empty database) would send
+    the user to salvage a file that holds no recording. Nothing is opened as a database.
+
+    Raises:
+        RecordingError: naming the file and what to give instead.
+    """
+    if path.is_dir():
+        raise RecordingError(
+            f"{path} is a folder, not a recording; give the .sqlite file that "
+            "'fusion-edge run --record' wrote (e.g. session.sqlite)"
+        )
+    if not path.is_file():
+        raise RecordingError(f"recording {path} does not exist; check the path")
+    if Path(f"{path}-wal").exists():
+        return  # a crashed recording's pages may all be in its WAL: let SQLite replay it
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise RecordingError(
+            f"cannot read recording {path} ({exc.strerror or exc}); check its permissions"
+        ) from None
+    if not head:
+        raise RecordingError(
+            f"recording {path} is empty (0 bytes): nothing was recorded into it; give "
+            "the .sqlite file that 'fusion-edge run --record' wrote"
+        )
+    if head != _SQLITE_MAGIC:
+        shown = head.decode("ascii", "replace").strip()[:12]
+        raise RecordingError(
+            f"{path} is not a recording: it is not a SQLite file (it starts with "
+            f"{shown!r}); give the .sqlite file that 'fusion-edge run --record' wrote"
+        )
+
+
 class SessionReader:
     """Read a recording (also one left behind by a crash), in host-time order.
 
@@ -484,14 +523,7 @@ class SessionReader:
 
     def __init__(self, path: str | Path, *, verify: bool = True) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise RecordingError(
-                f"{self.path} is a folder, not a recording; give the .sqlite file that "
-                "'fusion-edge run --record' wrote (e.g. session.sqlite)"
-            )
-        if not self.path.is_file():
-            raise RecordingError(f"recording {self.path} does not exist; check the path")
-        self._check_header()
+        check_recording_file(self.path)
         try:
             self._con = self._open()
             rows = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
@@ -531,32 +563,6 @@ class SessionReader:
             )
         uri = Path(self.path).resolve().as_uri() + "?mode=ro&immutable=1"
         return sqlite3.connect(uri, uri=True, timeout=10.0)
-
-    def _check_header(self) -> None:
-        """Refuse, with what it is, a file that is not SQLite at all (a report.json, a CSV...):
-        SQLite's own answer ("file is not a database", or an empty file opening as an empty
-        database) would send the user to salvage a file that holds no recording."""
-        if Path(f"{self.path}-wal").exists():
-            return  # a crashed recording's pages may all be in its WAL: let SQLite replay it
-        try:
-            with open(self.path, "rb") as f:
-                head = f.read(16)
-        except OSError as exc:
-            raise RecordingError(
-                f"cannot read recording {self.path} ({exc.strerror or exc}); check its "
-                "permissions"
-            ) from None
-        if not head:
-            raise RecordingError(
-                f"recording {self.path} is empty (0 bytes): nothing was recorded into it; give "
-                "the .sqlite file that 'fusion-edge run --record' wrote"
-            )
-        if head != _SQLITE_MAGIC:
-            shown = head.decode("ascii", "replace").strip()[:12]
-            raise RecordingError(
-                f"{self.path} is not a recording: it is not a SQLite file (it starts with "
-                f"{shown!r}); give the .sqlite file that 'fusion-edge run --record' wrote"
-            )
 
     def _damaged(self, exc: BaseException) -> RecordingError:
         return RecordingError(

@@ -46,6 +46,7 @@ from fusion_edge.runtime.recording import (
     FORMAT_VERSION,
     RecordingError,
     SessionReader,
+    check_recording_file,
 )
 
 __all__ = ["SalvageReport", "SalvagedSession", "TableSalvage", "salvage_recording"]
@@ -660,19 +661,6 @@ def _packet_or_gnss(
 # ---------------------------------------------------------------------------------- checks
 
 
-def _check_src(src: Path) -> None:
-    if src.is_dir():
-        raise RecordingError(
-            f"{src} is a folder, not a recording; give the .sqlite file that "
-            "'fusion-edge run --record' wrote (e.g. session.sqlite)"
-        )
-    if not src.is_file():
-        raise RecordingError(f"recording {src} does not exist; check the path")
-    shell = SessionReader.__new__(SessionReader)  # only its header check: opens nothing
-    shell.path = src
-    shell._check_header()
-
-
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
@@ -772,7 +760,7 @@ def salvage_recording(
     started = time.monotonic()
     deadline = started + time_limit_s
     src, dst = Path(src), Path(dst)
-    _check_src(src)
+    check_recording_file(src)
     _check_dst(src, dst, overwrite)
     work = Path(tempfile.mkdtemp(prefix=".salvage-", dir=dst.parent))
     try:
